@@ -1,0 +1,122 @@
+"""MNIST: the idx files as published, and the 32x32x3 padding the ResNet-152 chapter uses.
+
+``read_idx`` reads the original ``*-idx?-ubyte[.gz]`` format (LeCun's files,
+as torchvision and ``../shared/data/mnist`` have them);
+``load_mnist_folder`` returns the four arrays from a folder of them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ResbookError
+
+MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read one idx file (gzipped or not) into a NumPy array, checking its header against its size."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise ResbookError(f"{path} does not exist.") from None
+    except (OSError, EOFError) as exc:
+        raise ResbookError(f"{path} is not a readable idx file ({exc}); download it again.") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise ResbookError(f"{path} is not an idx file (bad magic number); download it again.")
+    ndim = raw[3]
+    dims = np.frombuffer(raw, ">u4", count=ndim, offset=4).astype(int) if len(raw) >= 4 + 4 * ndim else None
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    offset = 4 + 4 * ndim
+    if dims is None or len(raw) - offset != int(np.prod(dims)) * dtype.itemsize:
+        raise ResbookError(f"{path} is truncated or corrupt (its header promises another size); "
+                           "download it again.")
+    return np.frombuffer(raw, dtype, offset=offset).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def _find(folder: Path, stem: str) -> Path:
+    for name in (stem + ".gz", stem):
+        if (folder / name).exists():
+            return folder / name
+    raise ResbookError(f"{folder} has no {stem}.gz: put the four MNIST idx files there "
+                       f"({', '.join(s + '.gz' for s in MNIST_FILES.values())}).")
+
+
+def load_mnist_folder(folder: str | os.PathLike) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """``(x_train, y_train), (x_test, y_test)`` from a folder of the four idx files.
+
+    Images are ``uint8[n, 28, 28]``, labels ``int64[n]``.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ResbookError(f"MNIST folder {folder} does not exist.")
+    arrays = {key: read_idx(_find(folder, stem)) for key, stem in MNIST_FILES.items()}
+    for split in ("train", "test"):
+        xs, ys = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if xs.ndim != 3 or ys.ndim != 1 or len(xs) != len(ys):
+            raise ResbookError(f"MNIST {split} images {xs.shape} and labels {ys.shape} in {folder} do not match.")
+    return ((arrays["train_images"], arrays["train_labels"].astype(np.int64)),
+            (arrays["test_images"], arrays["test_labels"].astype(np.int64)))
+
+
+def pad_to_rgb32(images: np.ndarray) -> np.ndarray:
+    """Pad ``[n, 28, 28]`` digits with 2 zero pixels a side and repeat the channel: ``[n, 32, 32, 3]``."""
+    images = np.asarray(images)
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise ResbookError(f"expected digits of shape [n, 28, 28], got {list(images.shape)}.")
+    padded = np.pad(images, ((0, 0), (2, 2), (2, 2)))
+    return np.repeat(padded[..., None], 3, axis=-1)
+
+
+def find_mnist_folder() -> Path | None:
+    """The first folder holding the MNIST idx files: ``$RESBOOK_DATA/mnist``, then the download cache."""
+    from ..settings import cache_dir, data_root
+    candidates = ([data_root() / "mnist"] if data_root() else []) + [cache_dir() / "mnist"]
+    for folder in candidates:
+        if (folder / (MNIST_FILES["train_images"] + ".gz")).exists() or (folder / MNIST_FILES["train_images"]).exists():
+            return folder
+    return None
+
+
+class Digits(tuple):
+    """``((x_train, y_train), (x_test, y_test))`` plus ``.source``, a description of where they came from."""
+
+    source: str
+
+    def __new__(cls, train, test, source: str):
+        obj = super().__new__(cls, (train, test))
+        obj.source = source
+        return obj
+
+
+def load_digits(profile_name: str | None = None, n_train: int = 2048, n_test: int = 512, seed: int = 0) -> Digits:
+    """The digits a chapter trains on: real MNIST in the ``full`` profile, generated ones in ``smoke``.
+
+    ``full`` reads the idx files from :func:`find_mnist_folder`; ``smoke``
+    draws ``n_train`` + ``n_test`` digit-like images with :func:`make_digits`.
+    """
+    from ..settings import profile
+    from .generated import make_digits
+    if profile(profile_name) == "smoke":
+        train = make_digits(n_train, seed=seed)
+        test = make_digits(n_test, seed=seed + 1)
+        return Digits(train, test, f"generated digits ({n_train} train, {n_test} test, seed {seed})")
+    folder = find_mnist_folder()
+    if folder is None:
+        raise ResbookError("MNIST was not found: set RESBOOK_DATA to a folder with an mnist/ subfolder "
+                           "holding the four idx files, or run the smoke profile (RESBOOK_PROFILE=smoke).")
+    train, test = load_mnist_folder(folder)
+    return Digits(train, test, f"MNIST idx files in {folder} ({len(train[0])} train, {len(test[0])} test)")

@@ -1,0 +1,29 @@
+"""The one exception the book raises for bad input.
+
+Every check in :mod:`resbook` that a reader can trip (a wrong profile name, a
+missing folder, a corrupt file) raises :class:`ResbookError` with one sentence
+that says what is wrong and what to do. The CLI prints that sentence and exits
+with status 1; in a notebook, :func:`resbook.settings.describe_run` installs a
+handler that shows the sentence instead of a traceback.
+"""
+
+
+class ResbookError(Exception):
+    """Bad input or a missing resource, explained in one sentence."""
+
+
+def show_in_notebook() -> None:
+    """Make IPython print a ResbookError as its one sentence, not a traceback."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython ships with Jupyter
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def _handler(shell, etype, value, tb, tb_offset=None):
+        print(f"ResbookError: {value}")
+        return None
+
+    shell.set_custom_exc((ResbookError,), _handler)

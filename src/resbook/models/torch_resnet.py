@@ -1,0 +1,158 @@
+"""Residual networks in PyTorch, written the way torchvision writes them.
+
+* :class:`BasicBlock`: two 3x3 convolutions with BatchNorm, and a shortcut of
+  one of the kinds He et al. (2016) compare: ``"identity"`` (needs equal
+  shapes), ``"zeropad"`` (option A: subsample and pad the extra channels with
+  zeros, no parameters), ``"projection"`` (option B: a strided 1x1 convolution
+  + BatchNorm, torchvision's ``downsample``), or ``None`` for a *plain* block
+  with no shortcut at all, the control the paper trains against.
+* :func:`cifar_resnet`: the paper's CIFAR-10 networks (Section 4.2): a 3x3
+  stem and three stages of ``n`` blocks with 16, 32, 64 channels, depth
+  ``6n + 2`` (20, 32, 44, 56, 110).
+
+The parameter names (``conv1``, ``bn1``, ``conv2``, ``bn2``, ``downsample``)
+match torchvision's ``BasicBlock``, so weights load across with
+``load_state_dict``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+Shortcut = Literal["identity", "zeropad", "projection"] | None
+SHORTCUTS = ("identity", "zeropad", "projection", None)
+
+
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    """3x3 convolution with padding 1 and no bias (BatchNorm follows)."""
+    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    """1x1 convolution with no bias, used for projection shortcuts."""
+    return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
+
+
+class ZeroPadShortcut(nn.Module):
+    """Option A of the paper: take every ``stride``-th pixel and zero-pad the new channels."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        if out_channels < in_channels:
+            raise ValueError("a zero-padding shortcut can add channels, not remove them")
+        self.extra, self.stride = out_channels - in_channels, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(x, (0, 0, 0, 0, 0, self.extra)) if self.extra else x
+
+
+class BasicBlock(nn.Module):
+    """``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``: the two-layer residual block.
+
+    With ``shortcut=None`` the ``+ shortcut(x)`` term is dropped and the block
+    is a plain two-layer stack. ``"identity"`` is used automatically where the
+    shapes allow it (same channels, stride 1) unless ``shortcut`` is None.
+    """
+
+    expansion = 1
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1,
+                 shortcut: Shortcut = "projection"):
+        super().__init__()
+        if shortcut not in SHORTCUTS:
+            raise ValueError(f"shortcut must be one of {SHORTCUTS}, not {shortcut!r}")
+        same_shape = stride == 1 and in_channels == out_channels
+        if shortcut == "identity" and not same_shape:
+            raise ValueError(
+                f"an identity shortcut needs equal shapes, but this block maps {in_channels} channels "
+                f"to {out_channels} with stride {stride}: use 'zeropad' or 'projection'")
+        self.conv1 = conv3x3(in_channels, out_channels, stride)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(out_channels, out_channels)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.residual = shortcut is not None
+        self.downsample: nn.Module | None = None
+        if self.residual and not same_shape:
+            self.downsample = (ZeroPadShortcut(in_channels, out_channels, stride) if shortcut == "zeropad"
+                               else nn.Sequential(conv1x1(in_channels, out_channels, stride),
+                                                  nn.BatchNorm2d(out_channels)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.residual:
+            out = out + (x if self.downsample is None else self.downsample(x))
+        return self.relu(out)
+
+
+def make_stage(in_channels: int, out_channels: int, blocks: int, stride: int,
+               shortcut: Shortcut) -> nn.Sequential:
+    """``blocks`` basic blocks; the first changes shape (stride, channels), the rest keep it."""
+    layers = [BasicBlock(in_channels, out_channels, stride, shortcut)]
+    inner = None if shortcut is None else "identity"
+    layers += [BasicBlock(out_channels, out_channels, 1, inner) for _ in range(blocks - 1)]
+    return nn.Sequential(*layers)
+
+
+def init_weights(model: nn.Module, zero_init_residual: bool = False) -> nn.Module:
+    """He (Kaiming) normal init for convolutions, BatchNorm to (1, 0), as torchvision does.
+
+    ``zero_init_residual`` starts each residual block's last BatchNorm at zero,
+    so every block begins as the identity (Goyal et al. 2017).
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    if zero_init_residual:
+        for m in model.modules():
+            if isinstance(m, BasicBlock) and m.residual:
+                nn.init.zeros_(m.bn2.weight)
+    return model
+
+
+class CifarResNet(nn.Module):
+    """He et al.'s CIFAR network: 3x3 stem, stages of 16/32/64 channels, global pool, linear head."""
+
+    def __init__(self, blocks_per_stage: int, residual: bool = True, in_channels: int = 3,
+                 num_classes: int = 10, widths: Sequence[int] = (16, 32, 64),
+                 shortcut: Shortcut = "zeropad"):
+        super().__init__()
+        self.conv1 = conv3x3(in_channels, widths[0])
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.relu = nn.ReLU(inplace=True)
+        chosen = shortcut if residual else None
+        stages, c = [], widths[0]
+        for i, w in enumerate(widths):
+            stages.append(make_stage(c, w, blocks_per_stage, 1 if i == 0 else 2, chosen))
+            c = w
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(c, num_classes)
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.stages(x)
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def cifar_resnet(depth: int, residual: bool = True, **kwargs) -> CifarResNet:
+    """The paper's CIFAR ResNet (or its plain twin) of ``depth = 6n + 2`` weighted layers."""
+    if depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"depth must be 6n + 2 (8, 14, 20, 32, 44, 56, 110, ...), not {depth}")
+    return CifarResNet((depth - 2) // 6, residual=residual, **kwargs)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (all, or only those with ``requires_grad``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

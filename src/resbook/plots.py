@@ -1,0 +1,91 @@
+"""Plots the chapters share: training curves and image grids (matplotlib only)."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+LABELS = {
+    "loss": "training loss", "val_loss": "validation loss",
+    "accuracy": "training accuracy", "val_accuracy": "validation accuracy",
+    "error": "training error", "val_error": "validation error",
+    "step_loss": "training loss (per step)",
+}
+
+
+def _series(history: Mapping[str, Sequence[float]], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """x and y of ``key`` in a history; ``error``/``val_error`` are 1 - accuracy."""
+    if key in ("error", "val_error"):
+        y = 1.0 - np.asarray(history[key.replace("error", "accuracy")], dtype=float)
+    else:
+        y = np.asarray(history[key], dtype=float)
+    if key == "step_loss":
+        return np.arange(1, len(y) + 1), y
+    x = np.asarray(history.get("epoch", range(1, len(y) + 1)), dtype=float)
+    return x[: len(y)], y
+
+
+def plot_curves(histories: Mapping[str, Mapping[str, Sequence[float]]],
+                keys: Sequence[str] = ("loss", "val_accuracy"), logy: Sequence[str] = (),
+                styles: Mapping[str, Mapping] | None = None, smooth: int = 1,
+                vlines: Mapping[str, float] | None = None, title: str | None = None):
+    """One panel per key, one line per run: ``histories = {"run name": history}``.
+
+    ``logy`` lists keys drawn on a log scale; ``smooth`` averages that many
+    points (for noisy per-step curves); ``vlines`` marks events such as
+    ``{"unfreeze": 10.5}``; ``styles`` gives matplotlib line options per run.
+    """
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 3.6), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for name, hist in histories.items():
+            if key not in hist and key.replace("error", "accuracy") not in hist:
+                continue
+            x, y = _series(hist, key)
+            if len(y) == 0:
+                continue
+            if smooth > 1 and len(y) >= smooth:
+                y = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
+                x = x[smooth - 1:]
+            ax.plot(x, y, label=name, **(styles or {}).get(name, {}))
+        for label, at in (vlines or {}).items():
+            ax.axvline(at, color="grey", linestyle=":", linewidth=1)
+            ax.annotate(label, (at, 1), xycoords=("data", "axes fraction"), rotation=90,
+                        va="top", ha="right", fontsize=8, color="grey")
+        ax.set_xlabel("step" if key == "step_loss" else "epoch")
+        ax.set_ylabel(LABELS.get(key, key))
+        if key in logy:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def image_grid(images: Sequence[np.ndarray] | np.ndarray, titles: Sequence[str] | None = None,
+               ncols: int = 8, size: float = 1.4, cmap: str | None = None, title: str | None = None,
+               title_colors: Sequence[str] | None = None):
+    """Show images (HxW or HxWxC, uint8 or float in [0, 1]) in a grid with optional titles."""
+    n = len(images)
+    ncols = max(1, min(ncols, n))
+    nrows = max(1, -(-n // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if title else 0)),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        img = np.asarray(images[i])
+        if img.ndim == 3 and img.shape[-1] == 1:
+            img = img[..., 0]
+        ax.imshow(img, cmap=cmap or ("gray" if img.ndim == 2 else None))
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=8,
+                         color=title_colors[i] if title_colors is not None else "black")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,158 @@
+"""Run records: one small JSON file per training run, and the table built from them.
+
+Every number the book shows comes from a run, and every run leaves a record:
+chapter, profile, data, device, versions, git commit, date, settings, metrics
+and wall time. ``runs/`` (git-ignored) collects them as they happen; the
+records behind the committed notebook outputs are copied to ``book/records/``
+so the "Runs and results" page can be rebuilt from them in a fresh clone.
+
+Usage::
+
+    with records.recording(run, "resnet20-vs-plain20") as rec:
+        history = fit(...)
+        rec.metrics["val_accuracy"] = max(history["val_accuracy"])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .settings import Run
+
+RECORD_FIELDS = ("chapter", "name", "profile", "data", "device", "versions", "seed",
+                 "settings", "metrics", "wall_time_s", "git_commit", "date")
+
+
+def runs_dir() -> Path:
+    """Where new records go: ``$RESBOOK_RUNS``, else ``runs/`` in the working directory's repo root."""
+    env = os.environ.get("RESBOOK_RUNS")
+    if env:
+        return Path(env)
+    return _repo_root(Path.cwd()) / "runs"
+
+
+def _repo_root(start: Path) -> Path:
+    for p in (start, *start.parents):
+        if (p / "pyproject.toml").exists() or (p / ".git").exists():
+            return p
+    return start
+
+
+def git_commit(cwd: Path | None = None) -> str:
+    """The commit the code ran at, with ``+dirty`` when the tree had changes; ``'unknown'`` outside git."""
+    try:
+        kw = dict(cwd=cwd or Path.cwd(), capture_output=True, text=True, timeout=10, check=True)
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], **kw).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **kw).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return sha + ("+dirty" if dirty else "")
+
+
+@dataclass
+class Record:
+    """One training run: where it ran, with what, and what it measured."""
+
+    chapter: str
+    name: str
+    profile: str
+    data: str
+    device: str
+    versions: dict[str, str]
+    seed: int
+    settings: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    wall_time_s: float | None = None
+    git_commit: str = "unknown"
+    date: str = ""
+
+    @classmethod
+    def start(cls, run: Run, name: str, **settings: Any) -> "Record":
+        base = run.as_dict()
+        merged = {**base.pop("settings"), **settings}
+        return cls(name=name, settings=merged, git_commit=git_commit(),
+                   date=datetime.now(timezone.utc).isoformat(timespec="seconds"), **base)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in RECORD_FIELDS}
+
+    def save(self, directory: str | os.PathLike | None = None) -> Path:
+        """Write the record as ``<date>_<chapter>_<name>.json`` (atomically) and return the path."""
+        directory = Path(directory) if directory is not None else runs_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        stamp = re.sub(r"[^0-9T]", "", self.date)[:15]
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{self.chapter}_{self.name}")
+        path = directory / f"{stamp}_{slug}.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.as_dict(), indent=2, sort_keys=False, default=_jsonable) + "\n")
+        tmp.replace(path)
+        return path
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "item"):  # numpy / torch scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} in a run record")
+
+
+@contextmanager
+def recording(run: Run, name: str, directory: str | os.PathLike | None = None,
+              **settings: Any) -> Iterator[Record]:
+    """Time the block, then save a :class:`Record` with the metrics the block filled in.
+
+    The record is saved only when the block finishes without an exception, so
+    an interrupted run never leaves a record that looks complete.
+    """
+    rec = Record.start(run, name, **settings)
+    t0 = time.perf_counter()
+    yield rec
+    rec.wall_time_s = round(time.perf_counter() - t0, 2)
+    rec.save(directory)
+
+
+def load_records(*directories: str | os.PathLike) -> list[Record]:
+    """Read every record in the given folders (missing folders are skipped), oldest first."""
+    found = []
+    for d in directories:
+        d = Path(d)
+        if not d.is_dir():
+            continue
+        for path in sorted(d.glob("*.json")):
+            data = json.loads(path.read_text())
+            found.append(Record(**{k: data[k] for k in RECORD_FIELDS if k in data}))
+    return sorted(found, key=lambda r: r.date)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def results_table(recs: Iterable[Record], metrics: Iterable[str] | None = None) -> str:
+    """A Markdown table of records: run, profile, data, device, date, commit, metrics, wall time."""
+    recs = list(recs)
+    if metrics is None:
+        metrics = list(dict.fromkeys(k for r in recs for k in r.metrics))
+    metrics = list(metrics)
+    head = ["chapter", "run", "profile", "data", "device", *metrics, "wall time (s)", "date", "commit"]
+    rows = [[r.chapter, r.name, r.profile, r.data, r.device,
+             *(_fmt(r.metrics[m]) if m in r.metrics else "" for m in metrics),
+             _fmt(r.wall_time_s) if r.wall_time_s is not None else "", r.date[:10], r.git_commit]
+            for r in recs]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines)

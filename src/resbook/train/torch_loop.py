@@ -1,0 +1,212 @@
+"""A small, fast PyTorch train/eval loop for datasets that fit in memory.
+
+:func:`fit` is what the PyTorch chapters call. It keeps the whole dataset as
+tensors on the training device (MNIST-sized data fits easily, and per-batch
+host-to-device copies are what make small-batch GPU training launch-bound),
+picks the fast path and says what it picked (bf16 autocast on GPUs that have
+it, channels_last memory format), shows a progress bar, prints one line per
+epoch, and can checkpoint every epoch and resume an interrupted run.
+
+History is a dict of per-epoch lists, like Keras' ``History.history``:
+``epoch, loss, accuracy, val_loss, val_accuracy, time_s`` plus ``step_loss``
+(one value per optimisation step).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from ..errors import ResbookError
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def default_device() -> torch.device:
+    """CUDA if available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast_dtype(device: torch.device, amp: str | bool = "auto") -> torch.dtype | None:
+    """The autocast dtype for ``device``: bf16 on GPUs that support it (``amp='auto'``), else None."""
+    if amp is False or amp == "off":
+        return None
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    if amp not in ("auto", True):
+        raise ValueError(f"amp must be 'auto', 'off', True or False, not {amp!r}")
+    return None
+
+
+def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,
+            generator: torch.Generator | None = None) -> Iterator[Batch]:
+    """Yield ``(x, y)`` mini-batches from in-memory tensors (a random order when ``shuffle``)."""
+    n = len(x)
+    order = torch.randperm(n, generator=generator).to(x.device) if shuffle else None
+    for start in range(0, n, batch_size):
+        if order is None:
+            yield x[start:start + batch_size], y[start:start + batch_size]
+        else:
+            idx = order[start:start + batch_size]
+            yield x[idx], y[idx]
+
+
+def _prepare(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024,
+             device: torch.device | None = None, amp: str | bool = "auto",
+             channels_last: bool = True) -> dict[str, float | torch.Tensor]:
+    """Loss, accuracy and predicted classes of ``model`` on ``(x, y)`` in eval mode."""
+    device = device or next(model.parameters()).device
+    dtype = autocast_dtype(device, amp)
+    model.eval()
+    total, correct, loss_sum, preds = 0, 0, 0.0, []
+    for xb, yb in batches(x, y, batch_size):
+        xb, yb = _prepare(xb, device, channels_last), yb.to(device)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            logits = model(xb)
+        loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum").item()
+        p = logits.argmax(1)
+        correct += (p == yb).sum().item()
+        total += len(yb)
+        preds.append(p.cpu())
+    return {"loss": loss_sum / max(total, 1), "accuracy": correct / max(total, 1),
+            "predictions": torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)}
+
+
+def save_checkpoint(path: str | os.PathLike, **state) -> None:
+    """``torch.save`` to a temp file beside ``path``, then rename: never a half-written checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Load a checkpoint written by :func:`fit`, with a one-sentence error if it is not one."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file
+        raise ResbookError(f"{path} is not a readable checkpoint ({type(exc).__name__}); "
+                           "delete it to start the run afresh.") from None
+    if not isinstance(state, dict) or "model" not in state or "epoch" not in state:
+        raise ResbookError(f"{path} is not a resbook checkpoint (no model/epoch entries); "
+                           "delete it to start the run afresh.")
+    return state
+
+
+def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train: Batch, val: Batch | None = None,
+        epochs: int = 10, batch_size: int = 128, scheduler=None, device: torch.device | None = None,
+        amp: str | bool = "auto", channels_last: bool = True, seed: int = 0,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        on_epoch_end: Callable[[int, dict], None] | None = None,
+        verbose: bool = True, name: str = "") -> dict[str, list]:
+    """Train ``model`` on in-memory tensors ``train = (x, y)`` and return its history.
+
+    ``scheduler`` is stepped once per optimisation step (e.g. OneCycleLR).
+    ``augment`` maps a batch of inputs on the device to an augmented batch.
+    With ``checkpoint``, the model, optimizer, scheduler and history are saved
+    after every epoch and a later call with the same path resumes after the
+    last finished epoch. ``on_epoch_end(epoch, history)`` is called after
+    each epoch (TensorBoard logging uses it).
+    """
+    device = device or default_device()
+    dtype = autocast_dtype(device, amp)
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    x_train, y_train = train[0].to(device), train[1].to(device)
+    if val is not None:
+        val = (val[0].to(device), val[1].to(device))
+    history: dict[str, list] = {k: [] for k in ("epoch", "loss", "accuracy", "val_loss",
+                                                 "val_accuracy", "time_s", "step_loss")}
+    start_epoch = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = load_checkpoint(checkpoint, map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        history = state["history"]
+        start_epoch = state["epoch"]
+        if verbose:
+            print(f"{name + ': ' if name else ''}resumed from {checkpoint} after epoch {start_epoch}")
+    if verbose and start_epoch == 0:
+        precision = "bf16 autocast" if dtype is not None else "float32"
+        layout = ", channels_last" if channels_last else ""
+        print(f"{name + ': ' if name else ''}training on {device.type} with {precision}{layout}, "
+              f"batch {batch_size}, {len(x_train)} examples")
+    steps_per_epoch = -(-len(x_train) // batch_size)
+    # Only force `disable` when quiet: an explicit value would override TQDM_DISABLE=1,
+    # which `make run-notebooks` sets to keep progress bars out of stored outputs.
+    bar = tqdm(total=steps_per_epoch * (epochs - start_epoch), desc=name or "train", leave=False,
+               **({} if verbose else {"disable": True}))
+    for epoch in range(start_epoch, epochs):
+        t0 = time.perf_counter()
+        model.train()
+        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        for xb, yb in batches(x_train, y_train, batch_size, shuffle=True, generator=gen):
+            xb = _prepare(augment(xb) if augment else xb, device, channels_last)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                logits = model(xb)
+                loss = F.cross_entropy(logits.float(), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            detached = loss.detach()
+            loss_sum += detached * len(yb)
+            correct += (logits.argmax(1) == yb).sum()
+            history["step_loss"].append(detached)
+            bar.update(1)
+        history["step_loss"][-steps_per_epoch:] = [float(v) for v in history["step_loss"][-steps_per_epoch:]]
+        history["epoch"].append(epoch + 1)
+        history["loss"].append(loss_sum.item() / len(x_train))
+        history["accuracy"].append(correct.item() / len(x_train))
+        if val is not None:
+            ev = evaluate(model, *val, device=device, amp=amp, channels_last=channels_last)
+            history["val_loss"].append(ev["loss"])
+            history["val_accuracy"].append(ev["accuracy"])
+        history["time_s"].append(time.perf_counter() - t0)
+        if verbose:
+            line = (f"{name + ': ' if name else ''}epoch {epoch + 1}/{epochs}  "
+                    f"loss {history['loss'][-1]:.4f}  accuracy {history['accuracy'][-1]:.4f}")
+            if val is not None:
+                line += f"  val_loss {history['val_loss'][-1]:.4f}  val_accuracy {history['val_accuracy'][-1]:.4f}"
+            bar.write(line + f"  ({history['time_s'][-1]:.1f} s)")
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, history)
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                            scheduler=scheduler.state_dict() if scheduler is not None else None,
+                            epoch=epoch + 1, history=history)
+    bar.close()
+    return history
+
+
+def as_tensors(images, labels, mean: float | tuple = 0.0, std: float | tuple = 1.0) -> Batch:
+    """uint8 images ``[n, H, W]`` or ``[n, H, W, C]`` -> normalised float32 ``[n, C, H, W]`` + int64 labels."""
+    x = torch.as_tensor(images)
+    x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
+    x = x.float().div_(255)
+    mean_t = torch.as_tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1)
+    std_t = torch.as_tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1)
+    return (x - mean_t) / std_t, torch.as_tensor(labels, dtype=torch.long)
