@@ -29,6 +29,7 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 book: $(STAMP)
+	$(BIN)/python book/prepare.py
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
 	@echo "Open _build/html/index.html"
 

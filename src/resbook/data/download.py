@@ -1,0 +1,195 @@
+"""Verified, atomic downloads and safe archive extraction.
+
+The rules, learned from the peers' bug trackers (see the book's references):
+
+* A download goes to a temporary file *beside* the target, its size and hash
+  are checked, and only then is it renamed into place. A killed kernel or a
+  dropped connection leaves no file at the target, so nothing half-written is
+  ever reused (Keras' ``get_file`` writes the target directly).
+* A file already at the target is used only if it verifies; if it does not,
+  it is left alone (it may be the user's) and the error says what to do.
+* No network: one sentence naming the URL, where the file should go, and its
+  size and hash, so it can be placed there by hand.
+* Archives are extracted into a temporary folder that is renamed into place.
+  Members with absolute paths, ``..`` components, links pointing outside the
+  target, or device files are refused before anything is written; tar
+  extraction also uses Python's ``filter="data"`` (PEP 706) as a second line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from tqdm.auto import tqdm
+
+from ..errors import ResbookError
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A file on the web: where it is, what it is called, and how to recognise it."""
+
+    url: str
+    filename: str
+    hash_algorithm: str          # "sha256", "md5", "sha512", or "sha256-prefix" (torch.hub style)
+    hash_value: str              # hex digest (or its prefix for "sha256-prefix")
+    size: int | None = None      # bytes, where the publisher states it
+
+    def describe(self) -> str:
+        size = f"{self.size:,} bytes, " if self.size else ""
+        algo = self.hash_algorithm.replace("-prefix", " starting with")
+        return f"{size}{algo} {self.hash_value}"
+
+
+def file_hash(path: str | os.PathLike, algorithm: str) -> str:
+    """Hex digest of a file (``sha256-prefix`` hashes with sha256)."""
+    h = hashlib.new(algorithm.replace("-prefix", ""))
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify(path: str | os.PathLike, remote: Remote) -> str | None:
+    """None if ``path`` is the file ``remote`` describes, else a short reason why not."""
+    path = Path(path)
+    size = path.stat().st_size
+    if remote.size is not None and size != remote.size:
+        return f"it has {size:,} bytes, not {remote.size:,}"
+    digest = file_hash(path, remote.hash_algorithm)
+    ok = (digest.startswith(remote.hash_value) if remote.hash_algorithm.endswith("-prefix")
+          else digest == remote.hash_value)
+    return None if ok else f"its {remote.hash_algorithm.replace('-prefix', '')} is {digest}, not {remote.hash_value}"
+
+
+def download(remote: Remote, directory: str | os.PathLike, timeout: float = 60,
+             progress: bool = True) -> Path:
+    """Return ``directory/remote.filename``, downloading and verifying it first if needed."""
+    directory = Path(directory)
+    target = directory / remote.filename
+    if target.exists():
+        problem = verify(target, remote)
+        if problem is None:
+            return target
+        raise ResbookError(f"{target} exists but is not the expected file ({problem}): "
+                           f"move it away so it can be downloaded again, or replace it with the file from {remote.url}.")
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{remote.filename}.", suffix=".part", dir=directory)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                response = urllib.request.urlopen(remote.url, timeout=timeout)  # noqa: S310 - fixed https URLs
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                reason = getattr(exc, "reason", exc)
+                raise ResbookError(
+                    f"Could not download {remote.url} ({reason}): with no network, put the file at {target} "
+                    f"by hand ({remote.describe()}) and run again.") from None
+            with response:
+                total = int(response.headers.get("Content-Length") or 0) or remote.size
+                with tqdm(total=total, unit="B", unit_scale=True, desc=remote.filename, leave=False,
+                          **({} if progress else {"disable": True})) as bar:
+                    try:
+                        for chunk in iter(lambda: response.read(CHUNK), b""):
+                            out.write(chunk)
+                            bar.update(len(chunk))
+                    except (OSError, urllib.error.URLError) as exc:
+                        raise ResbookError(f"The download of {remote.url} broke off ({exc}); run again to retry "
+                                           f"(nothing was written to {target}).") from None
+        problem = verify(tmp, remote)
+        if problem is not None:
+            raise ResbookError(f"The file downloaded from {remote.url} is not the expected one ({problem}); "
+                               f"nothing was written to {target}: try again later or place the file by hand.")
+        tmp.replace(target)
+        return target
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _unsafe_member(name: str, link: str | None, is_link: bool, is_special: bool) -> str | None:
+    p = PurePosixPath(name)
+    if name.startswith(("/", "\\")) or p.is_absolute() or (len(name) > 1 and name[1] == ":"):
+        return f"member {name!r} has an absolute path"
+    if ".." in p.parts:
+        return f"member {name!r} climbs out with '..'"
+    if is_special:
+        return f"member {name!r} is a device or fifo"
+    if is_link:
+        if link is None:
+            return f"member {name!r} is a link with no target"
+        target = PurePosixPath(link)
+        if target.is_absolute() or link.startswith("/"):
+            return f"member {name!r} links to the absolute path {link!r}"
+        depth = len(p.parent.parts)
+        level = 0
+        for part in target.parts:
+            level = level - 1 if part == ".." else level + (part != ".")
+            if depth + level < 0:
+                return f"member {name!r} links outside the archive to {link!r}"
+    return None
+
+
+def _check_tar(tf: tarfile.TarFile, archive: Path) -> None:
+    for m in tf.getmembers():
+        problem = _unsafe_member(m.name, m.linkname if (m.issym() or m.islnk()) else None,
+                                 m.issym() or m.islnk(), m.isdev() or m.isfifo())
+        if problem:
+            raise ResbookError(f"Refusing to extract {archive}: {problem}; the archive is unsafe or damaged.")
+
+
+def _check_zip(zf: zipfile.ZipFile, archive: Path) -> None:
+    for info in zf.infolist():
+        mode = info.external_attr >> 16
+        is_link = (mode & 0o170000) == 0o120000
+        problem = (f"member {info.filename!r} is a symbolic link" if is_link
+                   else _unsafe_member(info.filename, None, False, False))
+        if problem:
+            raise ResbookError(f"Refusing to extract {archive}: {problem}; the archive is unsafe or damaged.")
+
+
+def extract(archive: str | os.PathLike, destination: str | os.PathLike) -> Path:
+    """Extract a .tar(.gz/.bz2/.xz) or .zip into ``destination`` (which must not exist yet).
+
+    Every member is checked before anything is written; the archive is
+    unpacked into a temporary sibling folder that is renamed to
+    ``destination`` only when extraction finished.
+    """
+    archive, destination = Path(archive), Path(destination)
+    if destination.exists():
+        raise ResbookError(f"{destination} already exists: extract() never writes into an existing folder; "
+                           "remove it or choose another destination.")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".incomplete", dir=destination.parent))
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                _check_zip(zf, archive)
+                zf.extractall(tmp)
+        else:
+            try:
+                tf = tarfile.open(archive)
+            except (tarfile.TarError, OSError) as exc:
+                raise ResbookError(f"{archive} is not a readable tar or zip archive ({exc}); "
+                                   "download it again.") from None
+            with tf:
+                _check_tar(tf, archive)
+                try:
+                    tf.extractall(tmp, filter="data")
+                except (tarfile.TarError, OSError, EOFError) as exc:
+                    raise ResbookError(f"{archive} is damaged ({exc}); download it again.") from None
+        tmp.rename(destination)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return destination

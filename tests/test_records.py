@@ -1,0 +1,57 @@
+import json
+
+import pytest
+
+from resbook import records, settings
+
+
+@pytest.fixture
+def run(monkeypatch, capsys):
+    monkeypatch.setattr(settings, "gpu_name", lambda: None)
+    r = settings.describe_run("00_test", data="generated digits", epochs=2)
+    capsys.readouterr()
+    return r
+
+
+def test_record_round_trip(run, tmp_path):
+    rec = records.Record.start(run, "resnet-20", lr=0.1)
+    rec.metrics["val_accuracy"] = 0.987
+    rec.wall_time_s = 12.5
+    path = rec.save(tmp_path)
+    data = json.loads(path.read_text())
+    assert set(records.RECORD_FIELDS) <= set(data)
+    assert data["settings"] == {"epochs": 2, "lr": 0.1}
+    assert data["profile"] == "smoke" and data["device"].startswith("CPU")
+    assert data["versions"]["python"] == run.versions["python"]
+    loaded = records.load_records(tmp_path)
+    assert len(loaded) == 1 and loaded[0].as_dict() == rec.as_dict()
+
+
+def test_recording_times_and_saves_only_complete_runs(run, tmp_path):
+    with records.recording(run, "ok", directory=tmp_path) as rec:
+        rec.metrics["loss"] = 0.5
+    with pytest.raises(KeyboardInterrupt):
+        with records.recording(run, "interrupted", directory=tmp_path):
+            raise KeyboardInterrupt
+    saved = records.load_records(tmp_path)
+    assert [r.name for r in saved] == ["ok"]
+    assert saved[0].wall_time_s is not None and saved[0].wall_time_s >= 0
+
+
+def test_results_table(run, tmp_path):
+    a = records.Record.start(run, "plain-20")
+    a.metrics.update(train_error=0.0312)
+    b = records.Record.start(run, "resnet|20")
+    b.metrics.update(train_error=0.021, test_error=0.02)
+    table = records.results_table([a, b])
+    lines = table.splitlines()
+    assert lines[0].startswith("| chapter | run |") and "train_error" in lines[0] and "test_error" in lines[0]
+    assert len(lines) == 4 and "0.0312" in lines[2] and "resnet\\|20" in lines[3]
+
+
+def test_missing_records_folder_is_empty(tmp_path):
+    assert records.load_records(tmp_path / "nothing") == []
+
+
+def test_git_commit_outside_a_repo(tmp_path):
+    assert records.git_commit(tmp_path) == "unknown"

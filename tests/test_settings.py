@@ -1,0 +1,79 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from resbook import settings
+from resbook.errors import ResbookError
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    monkeypatch.setattr(settings, "gpu_name", lambda: None)
+
+
+@pytest.fixture
+def a_gpu(monkeypatch):
+    monkeypatch.setattr(settings, "gpu_name", lambda: "NVIDIA H100 80GB HBM3")
+
+
+def test_default_profile_follows_the_device(monkeypatch, no_gpu):
+    monkeypatch.delenv("RESBOOK_PROFILE", raising=False)
+    assert settings.profile() == "smoke"
+
+
+def test_default_profile_is_full_on_a_gpu(monkeypatch, a_gpu):
+    monkeypatch.delenv("RESBOOK_PROFILE", raising=False)
+    assert settings.profile() == "full"
+    assert settings.device() == "NVIDIA H100 80GB HBM3"
+
+
+@pytest.mark.parametrize("value, expected", [("smoke", "smoke"), ("full", "full"), (" FULL ", "full")])
+def test_profile_from_environment(monkeypatch, no_gpu, value, expected):
+    monkeypatch.setenv("RESBOOK_PROFILE", value)
+    assert settings.profile() == expected
+
+
+def test_wrong_profile_is_one_sentence_naming_the_choices(monkeypatch):
+    monkeypatch.setenv("RESBOOK_PROFILE", "fast")
+    with pytest.raises(ResbookError) as err:
+        settings.profile()
+    msg = str(err.value)
+    assert "'fast'" in msg and "'smoke'" in msg and "'full'" in msg
+    assert "\n" not in msg and msg.endswith(".")
+
+
+def test_pick(monkeypatch):
+    monkeypatch.setenv("RESBOOK_PROFILE", "smoke")
+    assert settings.pick(smoke=1, full=2) == 1
+    monkeypatch.setenv("RESBOOK_PROFILE", "full")
+    assert settings.pick(smoke=1, full=2) == 2
+
+
+def test_describe_run_prints_profile_data_device_versions(monkeypatch, capsys, no_gpu):
+    monkeypatch.setenv("RESBOOK_PROFILE", "smoke")
+    run = settings.describe_run("00_test", data="generated digits", epochs=3)
+    out = capsys.readouterr().out
+    for expected in ("profile   smoke", "data      generated digits", "device    CPU:",
+                     f"Python {sys.version_info.major}.{sys.version_info.minor}", "epochs=3"):
+        assert expected in out
+    assert run.as_dict()["settings"] == {"epochs": 3}
+    json.dumps(run.as_dict())  # a run must be storable in a record
+
+
+def test_settings_imports_no_framework():
+    code = ("import sys, resbook, resbook.settings as s; s.describe_run('x', data='y'); "
+            "print(sorted(m for m in ('tensorflow', 'torch', 'keras', 'jax') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_cli_info_and_bad_profile(monkeypatch):
+    ok = subprocess.run([sys.executable, "-m", "resbook.cli", "info"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "profile" in ok.stdout and "versions" in ok.stdout
+    env = {**__import__("os").environ, "RESBOOK_PROFILE": "fast"}
+    bad = subprocess.run([sys.executable, "-m", "resbook.cli", "info"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 1
+    assert bad.stderr.strip().count("\n") == 0 and "is not a profile" in bad.stderr
+    assert "Traceback" not in bad.stderr

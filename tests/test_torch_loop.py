@@ -1,0 +1,67 @@
+import pytest
+import torch
+
+from resbook.data.generated import make_digits
+from resbook.errors import ResbookError
+from resbook.models.torch_resnet import cifar_resnet
+from resbook.train.torch_loop import as_tensors, evaluate, fit
+
+
+@pytest.fixture(scope="module")
+def digits():
+    (x, y), (xt, yt) = make_digits(512, seed=0), make_digits(256, seed=1)
+    return as_tensors(x, y, 0.13, 0.31), as_tensors(xt, yt, 0.13, 0.31)
+
+
+def _model_and_optimizer():
+    torch.manual_seed(0)
+    model = cifar_resnet(8, in_channels=1)
+    return model, torch.optim.Adam(model.parameters(), lr=3e-3)
+
+
+def test_as_tensors_layout():
+    x, y = as_tensors(torch.zeros(4, 28, 28, dtype=torch.uint8).numpy(), [1, 2, 3, 4])
+    assert x.shape == (4, 1, 28, 28) and x.dtype == torch.float32 and y.dtype == torch.long
+    x, _ = as_tensors(torch.full((2, 8, 8, 3), 255, dtype=torch.uint8).numpy(), [0, 1], mean=0.5, std=0.5)
+    assert x.shape == (2, 3, 8, 8) and torch.allclose(x, torch.ones_like(x))
+
+
+def test_loss_falls_and_model_learns(digits):
+    train, test = digits
+    model, opt = _model_and_optimizer()
+    before = evaluate(model, *test, device=torch.device("cpu"))
+    hist = fit(model, opt, train, test, epochs=4, batch_size=64, device=torch.device("cpu"), verbose=False)
+    assert hist["epoch"] == [1, 2, 3, 4]
+    assert hist["loss"][-1] < 0.6 * hist["loss"][0]
+    assert len(hist["step_loss"]) == 4 * 8 and all(isinstance(v, float) for v in hist["step_loss"])
+    assert hist["val_accuracy"][-1] > max(0.5, before["accuracy"] + 0.3)
+
+
+def test_checkpoint_resume_continues_at_the_right_epoch(digits, tmp_path, capsys):
+    train, test = digits
+    ckpt = tmp_path / "run.pt"
+    model, opt = _model_and_optimizer()
+    fit(model, opt, train, test, epochs=2, batch_size=64, device=torch.device("cpu"), checkpoint=ckpt, verbose=False)
+    saved_step = opt.state_dict()["state"][0]["step"].item()
+    # a new process would rebuild the model and optimizer from scratch, then resume
+    model2, opt2 = _model_and_optimizer()
+    hist = fit(model2, opt2, train, test, epochs=3, batch_size=64, device=torch.device("cpu"),
+               checkpoint=ckpt, verbose=True)
+    assert "resumed from" in capsys.readouterr().out
+    assert hist["epoch"] == [1, 2, 3]
+    assert opt2.state_dict()["state"][0]["step"].item() == saved_step + 8  # one more epoch of 8 steps
+
+    # the same three epochs in one go give the same weights: resuming loses nothing
+    model3, opt3 = _model_and_optimizer()
+    fit(model3, opt3, train, test, epochs=3, batch_size=64, device=torch.device("cpu"), verbose=False)
+    for a, b in zip(model2.state_dict().values(), model3.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5)
+
+
+def test_a_corrupt_checkpoint_gets_one_sentence(digits, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"<html>not a checkpoint</html>")
+    model, opt = _model_and_optimizer()
+    with pytest.raises(ResbookError, match="is not a readable checkpoint"):
+        fit(model, opt, digits[0], epochs=1, device=torch.device("cpu"), checkpoint=bad, verbose=False)
+    assert bad.read_bytes() == b"<html>not a checkpoint</html>"  # the user's file is untouched
