@@ -30,8 +30,12 @@ def _series(history: Mapping[str, Sequence[float]], key: str) -> tuple[np.ndarra
 def plot_curves(histories: Mapping[str, Mapping[str, Sequence[float]]],
                 keys: Sequence[str] = ("loss", "val_accuracy"), logy: Sequence[str] = (),
                 styles: Mapping[str, Mapping] | None = None, smooth: int = 1,
-                vlines: Mapping[str, float] | None = None, title: str | None = None):
+                vlines: Mapping[str, float] | None = None, title: str | None = None,
+                validation: bool = False):
     """One panel per key, one line per run: ``histories = {"run name": history}``.
+
+    With ``validation``, each panel also draws ``val_<key>`` of every run as a
+    dashed line of the same colour (training vs validation at a glance).
 
     ``logy`` lists keys drawn on a log scale; ``smooth`` averages that many
     points (for noisy per-step curves); ``vlines`` marks events such as
@@ -48,7 +52,12 @@ def plot_curves(histories: Mapping[str, Mapping[str, Sequence[float]]],
             if smooth > 1 and len(y) >= smooth:
                 y = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
                 x = x[smooth - 1:]
-            ax.plot(x, y, label=name, **(styles or {}).get(name, {}))
+            line, = ax.plot(x, y, label=name if not validation else f"{name} (training)",
+                            **(styles or {}).get(name, {}))
+            val_key = f"val_{key}"
+            if validation and (val_key in hist or val_key.replace("error", "accuracy") in hist):
+                vx, vy = _series(hist, val_key)
+                ax.plot(vx, vy, linestyle="--", color=line.get_color(), label=f"{name} (validation)")
         for label, at in (vlines or {}).items():
             ax.axvline(at, color="grey", linestyle=":", linewidth=1)
             ax.annotate(label, (at, 1), xycoords=("data", "axes fraction"), rotation=90,
@@ -87,5 +96,29 @@ def image_grid(images: Sequence[np.ndarray] | np.ndarray, titles: Sequence[str] 
                          color=title_colors[i] if title_colors is not None else "black")
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], class_names: Sequence[str],
+                     title: str | None = None, normalize: bool = True):
+    """A confusion-matrix heat map: rows are true classes, columns predicted; cells show counts."""
+    k = len(class_names)
+    counts = np.zeros((k, k), dtype=int)
+    np.add.at(counts, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    shown = counts / np.maximum(counts.sum(1, keepdims=True), 1) if normalize else counts
+    fig, ax = plt.subplots(figsize=(0.7 * k + 2.2, 0.7 * k + 1.6))
+    im = ax.imshow(shown, cmap="Blues", vmin=0)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, counts[i, j], ha="center", va="center", fontsize=8,
+                    color="white" if shown[i, j] > 0.6 * shown.max() else "black")
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(k), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class" if normalize else "count")
+    if title:
+        ax.set_title(title)
     fig.tight_layout()
     return fig

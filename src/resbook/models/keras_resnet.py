@@ -1,0 +1,185 @@
+"""ResNet v1 in Keras 3, block by block, layer for layer equal to ``keras.applications``.
+
+The blocks are functions, as in ``keras/src/applications/resnet.py``:
+
+* :func:`identity_block`: the three-layer *bottleneck* (1x1 reduce, 3x3, 1x1
+  expand to ``4 * filters``) whose shortcut is the input itself.
+* :func:`convolutional_block`: the same bottleneck where the shape changes;
+  the shortcut is a 1x1 convolution + BatchNorm, and the stride sits on the
+  first 1x1 convolution (ResNet v1 as Keras ships it; torchvision's "v1.5"
+  puts it on the 3x3 instead).
+* :func:`basic_block`: the two-layer block of ResNet-18/34.
+
+A model is a short table of stages (:data:`STAGES`): ResNet-50 is
+``[3, 4, 6, 3]`` bottleneck blocks with 64, 128, 256, 512 filters. Layer
+names follow ``keras.applications`` (``conv1_conv``, ``conv2_block1_0_conv``,
+..., ``avg_pool``, ``predictions``), so weights copy across by name and the
+ImageNet weight files load into our models.
+
+Backend-agnostic: only Keras layers, so it runs on TensorFlow, JAX or PyTorch.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+from keras import layers
+
+BN_EPSILON = 1.001e-5  # keras.applications' value (not Keras' default 1e-3)
+WIDTHS = (64, 128, 256, 512)
+
+#: name -> (block kind, blocks per stage). Stages are named conv2 ... conv5 as in the paper.
+STAGES: dict[str, tuple[str, tuple[int, ...]]] = {
+    "resnet18": ("basic", (2, 2, 2, 2)),
+    "resnet34": ("basic", (3, 4, 6, 3)),
+    "resnet50": ("bottleneck", (3, 4, 6, 3)),
+    "resnet101": ("bottleneck", (3, 4, 23, 3)),
+    "resnet152": ("bottleneck", (3, 8, 36, 3)),
+}
+
+
+def _regularizer(l2: float | None):
+    return keras.regularizers.L2(l2) if l2 else None
+
+
+def conv_bn(x, filters: int, kernel_size: int, name: str, strides: int = 1, padding: str = "valid",
+            l2: float | None = None, relu: bool = True):
+    """Conv2D -> BatchNorm (-> ReLU), named ``{name}_conv``, ``{name}_bn``, ``{name}_relu``."""
+    x = layers.Conv2D(filters, kernel_size, strides=strides, padding=padding,
+                      kernel_regularizer=_regularizer(l2), name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
+
+
+def _bottleneck(x, shortcut, filters: int, kernel_size: int, stride: int, name: str, l2: float | None):
+    x = conv_bn(x, filters, 1, f"{name}_1", strides=stride, l2=l2)
+    x = conv_bn(x, filters, kernel_size, f"{name}_2", padding="same", l2=l2)
+    x = conv_bn(x, 4 * filters, 1, f"{name}_3", l2=l2, relu=False)
+    x = layers.Add(name=f"{name}_add")([shortcut, x])
+    return layers.Activation("relu", name=f"{name}_out")(x)
+
+
+def identity_block(x, filters: int, name: str, kernel_size: int = 3, l2: float | None = None):
+    """Bottleneck block whose shortcut is the input: ``relu(x + F(x))``; needs ``4 * filters`` input channels."""
+    return _bottleneck(x, x, filters, kernel_size, 1, name, l2)
+
+
+def convolutional_block(x, filters: int, name: str, stride: int = 2, kernel_size: int = 3,
+                        l2: float | None = None):
+    """Bottleneck block with a projection shortcut (1x1 conv, stride ``stride``, + BatchNorm)."""
+    shortcut = conv_bn(x, 4 * filters, 1, f"{name}_0", strides=stride, l2=l2, relu=False)
+    return _bottleneck(x, shortcut, filters, kernel_size, stride, name, l2)
+
+
+def basic_block(x, filters: int, name: str, stride: int = 1, conv_shortcut: bool = False,
+                l2: float | None = None):
+    """Two 3x3 convolutions (ResNet-18/34); projection shortcut when ``conv_shortcut``."""
+    shortcut = conv_bn(x, filters, 1, f"{name}_0", strides=stride, l2=l2, relu=False) if conv_shortcut else x
+    y = conv_bn(x, filters, 3, f"{name}_1", strides=stride, padding="same", l2=l2)
+    y = conv_bn(y, filters, 3, f"{name}_2", padding="same", l2=l2, relu=False)
+    y = layers.Add(name=f"{name}_add")([shortcut, y])
+    return layers.Activation("relu", name=f"{name}_out")(y)
+
+
+def stage(x, kind: str, filters: int, blocks: int, stride: int, name: str, l2: float | None = None):
+    """One stage: a block that changes the shape, then ``blocks - 1`` that keep it."""
+    if kind == "bottleneck":
+        x = convolutional_block(x, filters, f"{name}_block1", stride=stride, l2=l2)
+        for i in range(2, blocks + 1):
+            x = identity_block(x, filters, f"{name}_block{i}", l2=l2)
+    elif kind == "basic":
+        changes = stride != 1 or x.shape[-1] != filters
+        x = basic_block(x, filters, f"{name}_block1", stride=stride, conv_shortcut=changes, l2=l2)
+        for i in range(2, blocks + 1):
+            x = basic_block(x, filters, f"{name}_block{i}", l2=l2)
+    else:
+        raise ValueError(f"block kind must be 'bottleneck' or 'basic', not {kind!r}")
+    return x
+
+
+def stem(x, l2: float | None = None):
+    """conv1: 7x7/2 convolution with 64 filters, BatchNorm, ReLU, then a 3x3/2 max-pool (pool1)."""
+    x = layers.ZeroPadding2D(padding=((3, 3), (3, 3)), name="conv1_pad")(x)
+    x = conv_bn(x, 64, 7, "conv1", strides=2, l2=l2)
+    x = layers.ZeroPadding2D(padding=((1, 1), (1, 1)), name="pool1_pad")(x)
+    return layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+
+
+def build_resnet(depth: str | Sequence[int] = "resnet50", input_shape: tuple[int, int, int] = (64, 64, 3),
+                 classes: int = 5, include_top: bool = True, pooling: str | None = None,
+                 l2: float | None = None, block: str = "bottleneck",
+                 classifier_activation: str | None = "softmax", name: str | None = None) -> keras.Model:
+    """Build a ResNet v1 from a stage table.
+
+    ``depth`` is a key of :data:`STAGES` (``"resnet50"``) or blocks per stage
+    (``[3, 8, 36, 3]`` with ``block="bottleneck"``). ``include_top`` adds
+    global average pooling and a softmax ``Dense(classes)`` named
+    ``predictions``; without it, ``pooling`` may be ``"avg"`` or ``"max"`` as
+    in ``keras.applications``. ``l2`` puts an L2 penalty of that factor on
+    every Conv2D and Dense kernel.
+    """
+    if isinstance(depth, str):
+        if depth not in STAGES:
+            raise ValueError(f"unknown ResNet {depth!r}; choose from {sorted(STAGES)} or pass blocks per stage")
+        block, blocks = STAGES[depth]
+        name = name or depth
+    else:
+        blocks = tuple(depth)
+        name = name or "resnet"
+    if len(blocks) != len(WIDTHS):
+        raise ValueError(f"a ResNet has {len(WIDTHS)} stages, got {len(blocks)} block counts")
+    inputs = keras.Input(shape=input_shape, name="input")
+    x = stem(inputs, l2)
+    for i, (filters, n) in enumerate(zip(WIDTHS, blocks)):
+        x = stage(x, block, filters, n, stride=1 if i == 0 else 2, name=f"conv{i + 2}", l2=l2)
+    if include_top:
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = layers.Dense(classes, activation=classifier_activation, kernel_regularizer=_regularizer(l2),
+                         name="predictions")(x)
+    elif pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def copy_weights_by_name(source: keras.Model, target: keras.Model) -> int:
+    """Copy every layer's weights from ``source`` into the same-named layer of ``target``.
+
+    Returns the number of layers copied; raises if a layer with weights has no
+    twin or the shapes differ, so a silent partial copy is impossible.
+    """
+    by_name = {layer.name: layer for layer in target.layers}
+    copied = 0
+    for layer in source.layers:
+        if not layer.weights:
+            continue
+        twin = by_name.get(layer.name)
+        if twin is None:
+            raise ValueError(f"layer {layer.name!r} has no twin in {target.name}")
+        twin.set_weights(layer.get_weights())
+        copied += 1
+    return copied
+
+
+def _stage_of(layer_name: str) -> str | None:
+    prefix = layer_name.split("_")[0]
+    if prefix == "input":
+        return None
+    if prefix == "pool1":  # the paper's Table 1 counts the max-pool in conv2_x
+        return "conv2"
+    return prefix if prefix in ("conv1", "conv2", "conv3", "conv4", "conv5") else "head"
+
+
+def stage_table(model: keras.Model) -> list[dict]:
+    """One row per stage (``conv1`` ... ``conv5``, ``head``): output shape and parameter count."""
+    rows: dict[str, dict] = {}
+    for layer in model.layers:
+        stage_name = _stage_of(layer.name)
+        if stage_name is None:
+            continue
+        row = rows.setdefault(stage_name, {"stage": stage_name, "output_shape": None, "parameters": 0})
+        row["parameters"] += layer.count_params()
+        row["output_shape"] = tuple(layer.output.shape[1:])
+    return list(rows.values())

@@ -1,0 +1,128 @@
+"""Transfer learning with a ResNet backbone in Keras 3: freeze it, add a head, unfreeze the top.
+
+The recipe follows keras.io's transfer-learning guide:
+
+* the backbone is our :func:`~resbook.models.keras_resnet.build_resnet`
+  without its top (layer for layer ``keras.applications``' model, so
+  ImageNet weight files load into it);
+* it is called with ``training=False``, so its BatchNorm layers stay in
+  inference mode (moving statistics) even after they are unfrozen;
+* phase 1 trains only the head; phase 2 unfreezes the top stage(s), keeps
+  every BatchNorm frozen, and needs a recompile and a very low learning rate.
+
+Heads (:data:`HEADS`) reproduce the articles the chapters follow, beside a
+modern default.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import keras
+import numpy as np
+from keras import layers
+
+from ..errors import ResbookError
+from .keras_resnet import build_resnet
+
+IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package="resbook")
+class CaffePreprocess(layers.Layer):
+    """``keras.applications.resnet.preprocess_input`` as a layer: RGB -> BGR, minus the ImageNet mean.
+
+    Expects pixel values in [0, 255], as the ImageNet weights were trained with.
+    """
+
+    def call(self, x):
+        x = keras.ops.flip(keras.ops.cast(x, self.compute_dtype), axis=-1)
+        return x - keras.ops.convert_to_tensor(IMAGENET_BGR_MEAN, dtype=self.compute_dtype)
+
+
+def backbone(depth: str | Sequence[int] = "resnet50", input_shape: tuple[int, int, int] = (224, 224, 3),
+             weights: str | os.PathLike | None = None, pooling: str | None = "avg") -> keras.Model:
+    """A ResNet without its classifier, optionally loaded from a weights file (``*.h5``).
+
+    ``weights`` is a path to a weights file of the same architecture (the
+    verified ImageNet download, or one you trained); None leaves the random
+    initialisation.
+    """
+    model = build_resnet(depth, input_shape, include_top=False, pooling=pooling,
+                         name=f"{depth if isinstance(depth, str) else 'resnet'}_backbone")
+    if weights is not None:
+        load_weights(model, weights)
+    return model
+
+
+def load_weights(model: keras.Model, path: str | os.PathLike) -> None:
+    """Load a weights file into ``model``, with one sentence instead of an h5py trace if it does not fit."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ResbookError(f"weights file {path} does not exist.")
+    try:
+        model.load_weights(path)
+    except Exception as exc:  # noqa: BLE001 - h5py and Keras raise many kinds for a wrong file
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise ResbookError(f"{path} does not hold weights for {model.name} ({reason}); "
+                           "check that it is the no-top weights file of the same ResNet.") from None
+
+
+def _head_layers(head: str, classes: int) -> list[layers.Layer]:
+    if head == "modern":  # pooled features -> dropout -> linear classifier
+        return [layers.Dropout(0.2, name="head_dropout"), layers.Dense(classes, activation="softmax", name="predictions")]
+    if head == "tf_flowers":  # the 180x180 tf_flowers article
+        return [layers.Flatten(name="head_flatten"), layers.Dense(512, activation="relu", name="head_dense"),
+                layers.Dense(classes, activation="softmax", name="predictions")]
+    if head == "oxford102":  # the Oxford-102 article: on the unpooled 7x7x2048 feature map
+        return [layers.Flatten(name="head_flatten"), layers.Dropout(0.4, name="head_dropout1"),
+                layers.Dense(512, activation="elu", name="head_dense1"), layers.Dropout(0.4, name="head_dropout2"),
+                layers.Dense(64, activation="elu", name="head_dense2"), layers.Dropout(0.4, name="head_dropout3"),
+                layers.Dense(classes, activation="softmax", name="predictions")]
+    if head == "dense":  # the ResNet-152 MNIST article: one dense softmax layer on the features
+        return [layers.Flatten(name="head_flatten"), layers.Dense(classes, activation="softmax", name="predictions")]
+    raise ValueError(f"unknown head {head!r}; choose from {HEADS}")
+
+
+HEADS = ("modern", "tf_flowers", "oxford102", "dense")
+
+
+def classifier(base: keras.Model, classes: int, head: str = "modern", preprocess: bool = True,
+               augment: layers.Layer | None = None, name: str | None = None) -> keras.Model:
+    """uint8/float images in [0, 255] -> (augment) -> Caffe preprocessing -> ``base(training=False)`` -> head."""
+    inputs = keras.Input(shape=base.input_shape[1:], name="images")
+    x = inputs
+    if augment is not None:
+        x = augment(x)
+    if preprocess:
+        x = CaffePreprocess(name="preprocess")(x)
+    x = base(x, training=False)  # BatchNorm stays in inference mode, frozen or not
+    for layer in _head_layers(head, classes):
+        x = layer(x)
+    return keras.Model(inputs, x, name=name or f"{base.name}_{head}")
+
+
+def freeze(base: keras.Model) -> None:
+    """Phase 1: nothing in the backbone trains."""
+    base.trainable = False
+
+
+def unfreeze_top(base: keras.Model, stages: Sequence[str] = ("conv5",)) -> int:
+    """Phase 2: unfreeze the layers of the given stages, except BatchNorm; return how many layers train.
+
+    Recompile the model afterwards: Keras reads ``trainable`` when it compiles.
+    """
+    base.trainable = True
+    count = 0
+    for layer in base.layers:
+        train = layer.name.startswith(tuple(f"{s}_" for s in stages)) and not isinstance(
+            layer, layers.BatchNormalization)
+        layer.trainable = train
+        count += bool(train and layer.weights)
+    return count
+
+
+def count_trainable(model: keras.Model) -> int:
+    """Number of trainable parameters (what the optimiser will update)."""
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))

@@ -1,0 +1,181 @@
+"""Keras 3 training with fast, backend-agnostic defaults.
+
+* :class:`RandomAffine`: flip, rotation, zoom and shift as one layer written
+  with ``keras.ops`` (a bilinear gather), so augmentation runs on the device
+  inside the compiled train step on TensorFlow, JAX or PyTorch alike. Keras'
+  own ``RandomRotation``/``RandomZoom`` go through ``ops.image.affine_transform``,
+  which on JAX took minutes per epoch in our measurements.
+* :func:`configure_precision`: ``mixed_bfloat16`` on GPUs, float32 on CPUs.
+* :func:`fit`: compile + fit with in-memory arrays, one line per epoch in
+  stored outputs (a progress bar when interactive), epoch times in the
+  history, and the best validation weights kept.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Sequence
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from ..settings import gpu_name
+
+
+def progress_verbosity() -> int:
+    """Keras ``verbose``: 1 (progress bar) interactively, 2 (one line per epoch) when TQDM_DISABLE is set."""
+    return 2 if os.environ.get("TQDM_DISABLE", "") not in ("", "0") else 1
+
+
+def configure_precision(policy: str = "auto") -> str:
+    """Set Keras' global dtype policy: ``mixed_bfloat16`` on a GPU, ``float32`` on a CPU (``auto``)."""
+    if policy == "auto":
+        policy = "mixed_bfloat16" if gpu_name() else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+@keras.saving.register_keras_serializable(package="resbook")
+class RandomAffine(layers.Layer):
+    """Random horizontal flip, rotation, zoom and shift of a batch of images (training only).
+
+    ``rotation`` is in degrees (+-), ``zoom`` and ``shift`` are fractions
+    (``zoom=0.2`` scales by 0.8-1.2, ``shift=0.1`` moves up to 10% of the side).
+    Pixels are sampled bilinearly; points outside the image take the nearest
+    edge pixel (``ImageDataGenerator``'s default ``fill_mode="nearest"``).
+    At inference (``training=False``) the layer returns its input unchanged.
+    """
+
+    def __init__(self, flip: bool = True, rotation: float = 0.0, zoom: float = 0.0, shift: float = 0.0,
+                 seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.flip, self.rotation, self.zoom, self.shift, self.seed = flip, rotation, zoom, shift, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def get_config(self):
+        return {**super().get_config(), "flip": self.flip, "rotation": self.rotation, "zoom": self.zoom,
+                "shift": self.shift, "seed": self.seed}
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        dtype = images.dtype
+        x = ops.cast(images, "float32")
+        shape = ops.shape(x)
+        b, h, w = shape[0], shape[1], shape[2]
+        hf, wf = ops.cast(h, "float32"), ops.cast(w, "float32")
+
+        def uniform(low, high):
+            return keras.random.uniform((b,), low, high, seed=self.seed_generator)
+
+        angle = uniform(-1.0, 1.0) * (self.rotation * math.pi / 180.0)
+        scale = uniform(1.0 - self.zoom, 1.0 + self.zoom)
+        tx, ty = uniform(-self.shift, self.shift) * wf, uniform(-self.shift, self.shift) * hf
+        sign = ops.where(uniform(0.0, 1.0) < 0.5, -1.0, 1.0) if self.flip else ops.ones((b,))
+
+        # For every output pixel, the source pixel: rotate and scale about the centre, then shift.
+        ys, xs = ops.meshgrid(ops.arange(h, dtype="float32"), ops.arange(w, dtype="float32"), indexing="ij")
+        xc = (xs - (wf - 1) / 2)[None] * sign[:, None, None]  # a flip mirrors x
+        yc = (ys - (hf - 1) / 2)[None]
+        cos, sin = ops.cos(angle)[:, None, None], ops.sin(angle)[:, None, None]
+        s = scale[:, None, None]
+        src_x = (cos * xc - sin * yc) / s + (wf - 1) / 2 - tx[:, None, None]
+        src_y = (sin * xc + cos * yc) / s + (hf - 1) / 2 - ty[:, None, None]
+        return ops.cast(_bilinear(x, src_x, src_y), dtype)
+
+
+def _bilinear(x, src_x, src_y):
+    """Sample ``x[b, h, w, c]`` at float coordinates ``src_[xy][b, h, w]``, clamping to the edges."""
+    shape = ops.shape(x)
+    b, h, w, c = shape[0], shape[1], shape[2], shape[3]
+    src_x = ops.clip(src_x, 0.0, ops.cast(w - 1, "float32"))
+    src_y = ops.clip(src_y, 0.0, ops.cast(h - 1, "float32"))
+    x0, y0 = ops.floor(src_x), ops.floor(src_y)
+    wx, wy = (src_x - x0)[..., None], (src_y - y0)[..., None]
+    x0i, y0i = ops.cast(x0, "int32"), ops.cast(y0, "int32")
+    x1i, y1i = ops.minimum(x0i + 1, w - 1), ops.minimum(y0i + 1, h - 1)
+    flat = ops.reshape(x, (-1, c))
+    base = (ops.arange(b, dtype="int32") * (h * w))[:, None, None]
+
+    def gather(yi, xi):
+        return ops.take(flat, ops.reshape(base + yi * w + xi, (-1,)), axis=0)
+
+    top = gather(y0i, x0i) * (1 - ops.reshape(wx, (-1, 1))) + gather(y0i, x1i) * ops.reshape(wx, (-1, 1))
+    bottom = gather(y1i, x0i) * (1 - ops.reshape(wx, (-1, 1))) + gather(y1i, x1i) * ops.reshape(wx, (-1, 1))
+    out = top * (1 - ops.reshape(wy, (-1, 1))) + bottom * ops.reshape(wy, (-1, 1))
+    return ops.reshape(out, (b, h, w, c))
+
+
+class KeepBest(keras.callbacks.Callback):
+    """Remember the weights of the epoch with the best ``monitor`` value and restore them at the end."""
+
+    def __init__(self, monitor: str = "val_accuracy", mode: str = "max"):
+        super().__init__()
+        self.monitor, self.sign = monitor, 1.0 if mode == "max" else -1.0
+        self.best, self.best_epoch, self.best_weights = -math.inf, None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is not None and self.sign * value > self.best:
+            self.best, self.best_epoch = self.sign * value, epoch + 1
+            self.best_weights = self.model.get_weights()
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds the wall time of every epoch to the history as ``time_s``."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["time_s"] = time.perf_counter() - self._t0
+
+
+def with_input_pipeline(model: keras.Model, augment: layers.Layer | None = None,
+                        scale: float = 1 / 255, offset: float = 0.0, name: str | None = None) -> keras.Model:
+    """Wrap ``model`` so it takes uint8 images: rescale (``x * scale + offset``), then augment when training."""
+    inputs = keras.Input(shape=model.input_shape[1:], name="images")
+    x = layers.Rescaling(scale, offset, name="rescale")(inputs)
+    if augment is not None:
+        x = augment(x)
+    return keras.Model(inputs, model(x), name=name or f"{model.name}_with_inputs")
+
+
+def fit(model: keras.Model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray] | None,
+        epochs: int, batch_size: int, optimizer: keras.optimizers.Optimizer | str = "adam",
+        loss: str = "sparse_categorical_crossentropy", metrics: Sequence[str] = ("accuracy",),
+        callbacks: Sequence[keras.callbacks.Callback] = (), jit_compile: bool | str = "auto",
+        restore_best: bool = False, verbose: int | None = None, seed: int = 0) -> dict[str, list[float]]:
+    """Compile ``model`` and train it on in-memory arrays; return ``history.history`` plus ``time_s``.
+
+    With ``restore_best`` the weights of the epoch with the best validation
+    accuracy are restored at the end (the history still shows every epoch).
+    """
+    keras.utils.set_random_seed(seed)
+    model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics), jit_compile=jit_compile)
+    cbs = [EpochTimer(), *callbacks]
+    if restore_best and val is not None:
+        cbs.append(KeepBest("val_accuracy", "max"))
+    history = model.fit(train[0], train[1], validation_data=val, epochs=epochs, batch_size=batch_size,
+                        shuffle=True, callbacks=cbs,
+                        verbose=progress_verbosity() if verbose is None else verbose)
+    return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def predict_classes(model: keras.Model, x: np.ndarray, batch_size: int = 256, flip_tta: bool = False) -> np.ndarray:
+    """Class probabilities of ``model`` on ``x`` (averaged with the mirrored images when ``flip_tta``)."""
+    probs = model.predict(x, batch_size=batch_size, verbose=0)
+    if flip_tta:
+        probs = (probs + model.predict(x[:, :, ::-1], batch_size=batch_size, verbose=0)) / 2
+    return probs

@@ -1,0 +1,46 @@
+import keras
+import numpy as np
+import pytest
+
+from resbook.data.generated import FLOWER_CLASSES, flower_image
+from resbook.models.keras_resnet import build_resnet
+from resbook.train.keras_fit import KeepBest, RandomAffine, fit, predict_classes, with_input_pipeline
+
+
+def test_random_affine_is_identity_at_inference_and_with_no_change():
+    x = np.random.default_rng(0).uniform(0, 1, (3, 16, 16, 3)).astype("float32")
+    assert np.array_equal(np.asarray(RandomAffine(rotation=30, zoom=0.2)(x, training=False)), x)
+    still = RandomAffine(flip=False, rotation=0, zoom=0, shift=0)(x, training=True)
+    assert np.allclose(np.asarray(still), x, atol=1e-5)
+
+
+def test_random_affine_flips_and_moves_pixels():
+    x = np.zeros((64, 8, 8, 1), "float32")
+    x[:, :, 0] = 1.0  # a bright left column
+    out = np.asarray(RandomAffine(flip=True, seed=1)(x, training=True))
+    flipped = out[:, :, -1, 0].mean(1) == 1.0
+    assert out.shape == x.shape and 10 < flipped.sum() < 54  # about half are mirrored
+    moved = np.asarray(RandomAffine(flip=False, rotation=40, zoom=0.3, shift=0.2, seed=2)(x, training=True))
+    assert not np.allclose(moved, x) and moved.min() >= 0 and moved.max() <= 1
+
+
+def _tiny_flowers(n, seed):
+    rng = np.random.default_rng(seed)
+    x = np.stack([np.asarray(flower_image(FLOWER_CLASSES[i % 5], rng, (32, 32))) for i in range(n)])
+    return x, np.arange(n) % 5
+
+
+def test_loss_falls_on_generated_flowers_and_best_weights_are_kept():
+    train, val = _tiny_flowers(100, 0), _tiny_flowers(50, 1)
+    net = build_resnet("resnet18", (32, 32, 3), classes=5)
+    model = with_input_pipeline(net, RandomAffine(flip=True, seed=0))
+    keep = KeepBest()
+    hist = fit(model, train, val, epochs=6, batch_size=20, optimizer=keras.optimizers.Adam(1e-3),
+               callbacks=[keep], verbose=0)
+    assert len(hist["loss"]) == 6 and len(hist["time_s"]) == 6
+    assert hist["loss"][-1] < 0.5 * hist["loss"][0]
+    assert keep.best_epoch is not None
+    probs = predict_classes(model, val[0], flip_tta=True)
+    assert probs.shape == (50, 5) and np.allclose(probs.sum(1), 1, atol=1e-4)
+    best_acc = (probs.argmax(1) == val[1]).mean()
+    assert best_acc == pytest.approx(max(hist["val_accuracy"]), abs=0.1)

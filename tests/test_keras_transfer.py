@@ -1,0 +1,90 @@
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from resbook.errors import ResbookError
+from resbook.models.keras_transfer import (HEADS, backbone, classifier, count_trainable, freeze, load_weights,
+                                           unfreeze_top)
+
+
+def save_legacy_h5(model, path):
+    """Write weights in the legacy HDF5 layout of keras-applications' ImageNet files."""
+    from keras.src.legacy.saving import legacy_h5_format
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_base():
+    return backbone("resnet18", (32, 32, 3))
+
+
+@pytest.mark.parametrize("head, out_params", [("modern", 512 * 4 + 4), ("dense", 512 * 4 + 4),
+                                              ("tf_flowers", 512 * 512 + 512 + 512 * 4 + 4)])
+def test_heads_shapes_and_frozen_trainable_counts(small_base, head, out_params):
+    freeze(small_base)
+    model = classifier(small_base, classes=4, head=head)
+    assert model.output_shape == (None, 4)
+    assert count_trainable(model) == out_params
+    assert set(HEADS) == {"modern", "tf_flowers", "oxford102", "dense"}
+
+
+def test_oxford_head_on_unpooled_features():
+    base = backbone("resnet18", (64, 64, 3), pooling=None)
+    freeze(base)
+    model = classifier(base, classes=10, head="oxford102")
+    flat = 2 * 2 * 512
+    assert count_trainable(model) == flat * 512 + 512 + 512 * 64 + 64 + 64 * 10 + 10
+
+
+def test_unfreeze_top_keeps_batchnorm_frozen_and_in_inference_mode():
+    base = backbone("resnet18", (32, 32, 3))
+    freeze(base)
+    model = classifier(base, classes=3)
+    frozen = count_trainable(model)
+    n_layers = unfreeze_top(base, ("conv5",))
+    conv5 = [l for l in base.layers if l.name.startswith("conv5_")]
+    assert n_layers == sum(1 for l in conv5 if l.weights and not isinstance(l, keras.layers.BatchNormalization))
+    assert all(not l.trainable for l in base.layers if isinstance(l, keras.layers.BatchNormalization))
+    expected = frozen + sum(int(np.prod(w.shape)) for l in conv5 if isinstance(l, keras.layers.Conv2D)
+                            for w in l.weights)
+    assert count_trainable(model) == expected
+    bn = base.get_layer("conv5_block1_1_bn")
+    before = [np.array(w) for w in bn.weights]
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    model.fit(rng.uniform(0, 255, (16, 32, 32, 3)).astype("float32"), rng.integers(0, 3, 16), epochs=2, verbose=0)
+    after = [np.array(w) for w in bn.weights]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))  # gamma, beta, moving stats untouched
+    assert not np.array_equal(np.array(base.get_layer("conv5_block1_1_conv").kernel), 0)
+
+
+def test_generated_weights_file_loads(tmp_path, small_base):
+    path = save_legacy_h5(small_base, tmp_path / "resnet18_notop.h5")
+    fresh = backbone("resnet18", (32, 32, 3), weights=path)
+    x = np.random.default_rng(1).normal(size=(2, 32, 32, 3)).astype("float32")
+    assert np.allclose(fresh(x, training=False), small_base(x, training=False), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["html", "empty", "truncated", "other_model"])
+def test_wrong_weights_file_gets_one_sentence(tmp_path, small_base, kind):
+    path = tmp_path / f"{kind}.h5"
+    if kind == "html":
+        path.write_text("<!DOCTYPE html><html><body>403 Forbidden</body></html>")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        good = save_legacy_h5(small_base, tmp_path / "good.h5").read_bytes()
+        path.write_bytes(good[: len(good) // 3])
+    else:
+        save_legacy_h5(backbone("resnet34", (32, 32, 3)), path)
+    original = path.read_bytes()
+    with pytest.raises(ResbookError) as err:
+        load_weights(backbone("resnet18", (32, 32, 3)), path)
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg and msg.endswith(".")
+    assert path.read_bytes() == original
+    with pytest.raises(ResbookError, match="does not exist"):
+        load_weights(small_base, tmp_path / "missing.h5")
