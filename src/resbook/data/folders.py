@@ -48,7 +48,8 @@ CACHE_VERSION = 1  # bump when load_images' decoding changes, so old caches are 
 class FolderIndex:
     """The usable images of an image folder, their labels, and what was left out and why.
 
-    ``files`` are POSIX paths relative to ``root``, sorted by class and name;
+    ``files`` are POSIX paths relative to ``root`` in a fixed order (class by
+    class, each folder's files by name, then its subfolders by name);
     ``labels[i]`` is the position of ``files[i]``'s class in ``classes``.
     """
 
@@ -111,7 +112,7 @@ def _hidden(name: str) -> bool:
 
 
 def _problem(data: bytes) -> tuple[str | None, str]:
-    """``(why it is unreadable or None, PIL mode)`` of an image file's bytes; decodes it fully."""
+    """``(why it is unreadable or None, PIL mode)`` of an image file's bytes, decoding all of them."""
     if not data:
         return "empty file", ""
     try:
