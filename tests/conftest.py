@@ -32,3 +32,53 @@ def _isolated_dirs(tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture
+def one_sentence():
+    """A checker for user-facing errors: one line, no traceback, ending with a period."""
+    def check(message: str) -> str:
+        assert "\n" not in message and "Traceback" not in message, message
+        assert message.strip().endswith("."), message
+        return message
+    return check
+
+
+@pytest.fixture
+def http_server(monkeypatch):
+    """A local HTTP server on 127.0.0.1 serving ``routes``: path -> body, or (body, "short") to break off.
+
+    A "short" route announces the full Content-Length, sends half the body and
+    closes the connection. ``hits`` lists the paths requested.
+    """
+    import http.server
+    import threading
+    from types import SimpleNamespace
+
+    for var in ("no_proxy", "NO_PROXY"):  # never send 127.0.0.1 through a proxy the machine may set
+        monkeypatch.setenv(var, "127.0.0.1,localhost")
+    routes: dict = {}
+    hits: list = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            hits.append(self.path)
+            if self.path not in routes:
+                self.send_error(404)
+                return
+            body, mode = routes[self.path] if isinstance(routes[self.path], tuple) else (routes[self.path], "")
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2] if mode == "short" else body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield SimpleNamespace(url=f"http://127.0.0.1:{server.server_port}", routes=routes, hits=hits)
+    server.shutdown()
+    server.server_close()
+    thread.join()

@@ -12,6 +12,11 @@ class ResbookError(Exception):
     """Bad input or a missing resource, explained in one sentence."""
 
 
+def brief(exc: BaseException) -> str:
+    """``exc``'s message on one line and without a final period, to quote inside a sentence."""
+    return " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
+
+
 def show_in_notebook() -> None:
     """Make IPython print a ResbookError as its one sentence, not a traceback."""
     try:

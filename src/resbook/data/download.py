@@ -14,11 +14,17 @@ The rules, learned from the peers' bug trackers (see the book's references):
   Members with absolute paths, ``..`` components, links pointing outside the
   target, or device files are refused before anything is written; tar
   extraction also uses Python's ``filter="data"`` (PEP 706) as a second line.
+* A weights file is checked by :func:`check_weights_file` before a framework
+  opens it, so a wrong file (an HTML error page, a truncated download, another
+  model's weights) gets one sentence with the expected hash, not an h5py trace.
+
+What is downloaded, and from where, is listed in :mod:`resbook.data.sources`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tarfile
@@ -26,14 +32,16 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
-from ..errors import ResbookError
+from ..errors import ResbookError, brief
 
 CHUNK = 1 << 20
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 @dataclass(frozen=True)
@@ -91,22 +99,26 @@ def download(remote: Remote, directory: str | os.PathLike, timeout: float = 60,
         with os.fdopen(fd, "wb") as out:
             try:
                 response = urllib.request.urlopen(remote.url, timeout=timeout)  # noqa: S310 - fixed https URLs
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                reason = getattr(exc, "reason", exc)
+            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
                 raise ResbookError(
-                    f"Could not download {remote.url} ({reason}): with no network, put the file at {target} "
-                    f"by hand ({remote.describe()}) and run again.") from None
+                    f"Could not download {remote.url} ({brief(getattr(exc, 'reason', exc))}): with no network, "
+                    f"put the file at {target} by hand ({remote.describe()}) and run again.") from None
             with response:
-                total = int(response.headers.get("Content-Length") or 0) or remote.size
-                with tqdm(total=total, unit="B", unit_scale=True, desc=remote.filename, leave=False,
-                          **({} if progress else {"disable": True})) as bar:
+                announced = int(response.headers.get("Content-Length") or 0)
+                received = 0
+                with tqdm(total=announced or remote.size, unit="B", unit_scale=True, desc=remote.filename,
+                          leave=False, disable=not progress) as bar:
                     try:
                         for chunk in iter(lambda: response.read(CHUNK), b""):
                             out.write(chunk)
+                            received += len(chunk)
                             bar.update(len(chunk))
-                    except (OSError, urllib.error.URLError) as exc:
-                        raise ResbookError(f"The download of {remote.url} broke off ({exc}); run again to retry "
-                                           f"(nothing was written to {target}).") from None
+                    except (OSError, http.client.HTTPException) as exc:
+                        raise ResbookError(f"The download of {remote.url} broke off ({brief(exc)}); run again "
+                                           f"to retry (nothing was written to {target}).") from None
+                if announced and received != announced:  # the server closed the connection early
+                    raise ResbookError(f"The download of {remote.url} broke off after {received:,} of "
+                                       f"{announced:,} bytes; run again to retry (nothing was written to {target}).")
         problem = verify(tmp, remote)
         if problem is not None:
             raise ResbookError(f"The file downloaded from {remote.url} is not the expected one ({problem}); "
@@ -117,7 +129,13 @@ def download(remote: Remote, directory: str | os.PathLike, timeout: float = 60,
         tmp.unlink(missing_ok=True)
 
 
-def _unsafe_member(name: str, link: str | None, is_link: bool, is_special: bool) -> str | None:
+def _unsafe_member(name: str, link: str | None, is_link: bool, is_special: bool,
+                   link_from_root: bool = False) -> str | None:
+    """Why an archive member would write outside the destination, or None if it is safe.
+
+    A symbolic link's target is relative to the member's folder; a tar hard
+    link's target (``link_from_root``) is relative to the archive's root.
+    """
     p = PurePosixPath(name)
     if name.startswith(("/", "\\")) or p.is_absolute() or (len(name) > 1 and name[1] == ":"):
         return f"member {name!r} has an absolute path"
@@ -131,7 +149,7 @@ def _unsafe_member(name: str, link: str | None, is_link: bool, is_special: bool)
         target = PurePosixPath(link)
         if target.is_absolute() or link.startswith("/"):
             return f"member {name!r} links to the absolute path {link!r}"
-        depth = len(p.parent.parts)
+        depth = 0 if link_from_root else len(p.parent.parts)
         level = 0
         for part in target.parts:
             level = level - 1 if part == ".." else level + (part != ".")
@@ -143,7 +161,7 @@ def _unsafe_member(name: str, link: str | None, is_link: bool, is_special: bool)
 def _check_tar(tf: tarfile.TarFile, archive: Path) -> None:
     for m in tf.getmembers():
         problem = _unsafe_member(m.name, m.linkname if (m.issym() or m.islnk()) else None,
-                                 m.issym() or m.islnk(), m.isdev() or m.isfifo())
+                                 m.issym() or m.islnk(), m.isdev() or m.isfifo(), link_from_root=m.islnk())
         if problem:
             raise ResbookError(f"Refusing to extract {archive}: {problem}; the archive is unsafe or damaged.")
 
@@ -172,24 +190,68 @@ def extract(archive: str | os.PathLike, destination: str | os.PathLike) -> Path:
     destination.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".incomplete", dir=destination.parent))
     try:
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as zf:
-                _check_zip(zf, archive)
-                zf.extractall(tmp)
-        else:
-            try:
-                tf = tarfile.open(archive)
-            except (tarfile.TarError, OSError) as exc:
-                raise ResbookError(f"{archive} is not a readable tar or zip archive ({exc}); "
-                                   "download it again.") from None
-            with tf:
-                _check_tar(tf, archive)
-                try:
+        try:
+            if zipfile.is_zipfile(archive):
+                with zipfile.ZipFile(archive) as zf:
+                    _check_zip(zf, archive)
+                    zf.extractall(tmp)
+            else:
+                with tarfile.open(archive) as tf:
+                    _check_tar(tf, archive)
                     tf.extractall(tmp, filter="data")
-                except (tarfile.TarError, OSError, EOFError) as exc:
-                    raise ResbookError(f"{archive} is damaged ({exc}); download it again.") from None
+        except (tarfile.TarError, zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
+            raise ResbookError(f"{archive} is not a readable tar or zip archive or is damaged ({brief(exc)}); "
+                               "download it again.") from None
         tmp.rename(destination)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return destination
+
+
+def _hdf5_problem(path: Path) -> str | None:
+    """None if ``path`` is a readable HDF5 file, else a few words on what it seems to be."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if not head:
+        return "it is empty"
+    if head.lstrip()[:1] == b"<":
+        return "it is an HTML or XML page, likely an error page saved in place of the file"
+    if not head.startswith(HDF5_SIGNATURE):
+        return ("it is a zip archive (PyTorch weights or a .keras file), not HDF5" if zipfile.is_zipfile(path)
+                else "it is not an HDF5 file")
+    try:
+        import h5py
+    except ImportError:  # pragma: no cover - h5py comes with TensorFlow
+        return None
+    try:
+        with h5py.File(path, "r") as f:
+            f.visit(lambda name: None)  # walk every group: a damaged file fails here, not later
+    except Exception:  # noqa: BLE001 - h5py raises OSError, KeyError, ValueError or RuntimeError on damage
+        return "it is a truncated or damaged HDF5 file"
+    return None
+
+
+def check_weights_file(path: str | os.PathLike, remote: Remote | None = None) -> Path:
+    """Return ``path`` if it holds the weights ``remote`` describes, else raise a one-sentence error.
+
+    With a ``remote`` the file's size and hash decide; without one (a reader's
+    own weights, whose hash nobody knows) the file must be a readable HDF5
+    file, the format Keras weights are saved in. The error names the file,
+    what it looks like (empty, an HTML error page, truncated HDF5, another
+    model's weights) and the expected hash; the file itself is never touched.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ResbookError(f"Weights file {path} does not exist: check the path"
+                           + (f" or download it from {remote.url}." if remote else "."))
+    if remote is not None:
+        if verify(path, remote) is not None:
+            what = _hdf5_problem(path) or "it is a readable HDF5 file, so probably another model's weights"
+            raise ResbookError(f"{path} is not the weights file {remote.filename} ({what}, and it does not match "
+                               f"the expected {remote.describe()}): delete it and download {remote.url} again.")
+        return path
+    what = _hdf5_problem(path)
+    if what is not None:
+        raise ResbookError(f"{path} is not a readable HDF5 weights file ({what}): save or download the weights again.")
+    return path

@@ -1,0 +1,327 @@
+"""Image folders (one subfolder per class): checked, deduplicated, split, and decoded once.
+
+The real flower sets come as a folder per class, and real folders are messy:
+``.DS_Store`` files, a README, an image that was cut off mid-download, a PNG
+with an alpha channel, the same photo filed twice (sometimes under two
+classes). Three steps turn such a folder into arrays both frameworks share::
+
+    index = index_folder("flowers")          # what is there, what was skipped and why
+    print(index.report())
+    parts = split(index, val_fraction=0.2, seed=0)
+    x, y = load_images(index, size=64)       # uint8[n, 64, 64, 3], int64[n]; cached
+    x_train, y_train = x[parts.train], y[parts.train]
+
+:func:`index_folder` reads every file once: hidden files and non-image files
+are ignored, unreadable images (empty, truncated, not an image) are skipped,
+and byte-identical copies are dropped. :func:`split` is a seeded, stratified
+split into index arrays, so the Keras and the PyTorch chapter train on the
+same images. :func:`load_images` decodes and resizes each image once and
+caches the result under ``cache_dir()/decoded/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import warnings
+import zipfile
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ..errors import ResbookError, brief
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+SHOWN = 3  # how many file names a one-line summary quotes
+CACHE_VERSION = 1  # bump when load_images' decoding changes, so old caches are not reused
+
+
+@dataclass(frozen=True, eq=False)
+class FolderIndex:
+    """The usable images of an image folder, their labels, and what was left out and why.
+
+    ``files`` are POSIX paths relative to ``root`` in a fixed order (class by
+    class, each folder's files by name, then its subfolders by name);
+    ``labels[i]`` is the position of ``files[i]``'s class in ``classes``.
+    """
+
+    root: Path
+    classes: tuple[str, ...]
+    files: tuple[str, ...]
+    labels: np.ndarray
+    skipped: tuple[tuple[str, str], ...] = ()      # (file, why) for images that cannot be read
+    duplicates: tuple[tuple[str, ...], ...] = ()   # byte-identical images in one class: the first is kept
+    ambiguous: tuple[tuple[str, ...], ...] = ()    # byte-identical images in several classes: none is kept
+    ignored: tuple[str, ...] = ()                  # files that are not images by their suffix
+    converted: dict[str, int] = field(default_factory=dict)  # non-RGB mode -> how many images
+
+    @property
+    def paths(self) -> list[Path]:
+        """Absolute paths of the usable images, in the order of ``files``."""
+        return [self.root / f for f in self.files]
+
+    def counts(self) -> dict[str, int]:
+        """Number of usable images per class."""
+        n = np.bincount(self.labels, minlength=len(self.classes))
+        return {c: int(k) for c, k in zip(self.classes, n)}
+
+    def fingerprint(self) -> str:
+        """sha256 of the file list and labels: two runs with the same value saw the same images."""
+        return hashlib.sha256(json.dumps([self.files, self.labels.tolist()]).encode()).hexdigest()
+
+    def report(self) -> str:
+        """A few lines on what the folder holds: classes with counts, skipped files, duplicates."""
+        width = max(len(c) for c in self.classes)
+        lines = [f"{self.root}: {len(self.classes)} classes, {len(self.files):,} images"]
+        lines += [f"  {c:<{width}}  {n:>6,}" for c, n in self.counts().items()]
+        if self.skipped:
+            lines.append(f"skipped {len(self.skipped)} unreadable image(s): "
+                         + _some([f"{f} ({why})" for f, why in self.skipped]))
+        if self.duplicates:
+            lines.append(f"duplicates within a class: {len(self.duplicates)} group(s) of byte-identical images, "
+                         f"first copy kept, {sum(len(g) - 1 for g in self.duplicates)} dropped: "
+                         + _some([" = ".join(g) for g in self.duplicates]))
+        if self.ambiguous:
+            lines.append(f"duplicates across classes: {len(self.ambiguous)} group(s) of byte-identical images, "
+                         f"all {sum(len(g) for g in self.ambiguous)} copies dropped since their label is ambiguous: "
+                         + _some([" = ".join(g) for g in self.ambiguous]))
+        if self.converted:
+            lines.append(f"converted to RGB when loaded: {sum(self.converted.values())} image(s) ("
+                         + ", ".join(f"{mode} {n}" for mode, n in sorted(self.converted.items())) + ")")
+        if self.ignored:
+            lines.append(f"ignored {len(self.ignored)} non-image file(s): {_some(list(self.ignored))}")
+        return "\n".join(lines)
+
+
+def _some(items: Sequence[str]) -> str:
+    """The first few items joined with commas, and how many more there are."""
+    shown = ", ".join(items[:SHOWN])
+    return shown + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def _problem(data: bytes) -> tuple[str | None, str]:
+    """``(why it is unreadable or None, PIL mode)`` of an image file's bytes, decoding all of them."""
+    if not data:
+        return "empty file", ""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.draft(None, (1, 1))  # JPEG: decode at 1/8 scale, which still reads every byte
+            img.load()
+            return None, img.mode
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        return ("truncated" if "truncated" in str(exc) else "not an image"), ""
+
+
+def index_files(root: str | os.PathLike, classes: Sequence[str], candidates: Sequence[tuple[str, int]],
+                progress: bool = True) -> FolderIndex:
+    """Check candidate images ``(path relative to root, label)`` and index the usable ones.
+
+    Every file is read once: unreadable images are skipped, and of a group of
+    byte-identical files one copy is kept when all copies share a class, none
+    when they do not (the label is ambiguous). Raises :class:`ResbookError`
+    naming the classes left without images. :func:`index_folder` calls this
+    for a folder per class; a dataset with a label file can call it directly.
+    """
+    root = Path(root)
+    skipped, modes, by_hash = [], {}, defaultdict(list)
+    for rel, label in tqdm(candidates, desc=f"checking {root.name}", unit="img", leave=False, disable=not progress):
+        try:
+            data = (root / rel).read_bytes()
+        except OSError as exc:
+            skipped.append((rel, f"cannot be read: {brief(exc)}"))
+            continue
+        why, mode = _problem(data)
+        if why:
+            skipped.append((rel, why))
+            continue
+        modes[rel] = mode
+        by_hash[hashlib.sha256(data).digest()].append((rel, label))
+    duplicates, ambiguous, dropped = [], [], set()
+    for group in (g for g in by_hash.values() if len(g) > 1):
+        across = len({label for _, label in group}) > 1
+        (ambiguous if across else duplicates).append(tuple(rel for rel, _ in group))
+        dropped.update(rel for rel, _ in (group if across else group[1:]))
+    kept = [(rel, label) for rel, label in candidates if rel in modes and rel not in dropped]
+    labels = np.array([label for _, label in kept], dtype=np.int64)
+    empty = [repr(c) for i, c in enumerate(classes) if not np.any(labels == i)]
+    if empty:
+        raise ResbookError(f"Class {' and '.join(empty)} in {root} {'has' if len(empty) == 1 else 'have'} no "
+                           "usable images (none found, or all unreadable or copies of another class's images): "
+                           "add images or remove the class.")
+    return FolderIndex(
+        root=root, classes=tuple(classes), files=tuple(rel for rel, _ in kept), labels=labels,
+        skipped=tuple(skipped), duplicates=tuple(duplicates), ambiguous=tuple(ambiguous),
+        converted=dict(Counter(modes[rel] for rel, _ in kept if modes[rel] != "RGB")))
+
+
+def index_folder(path: str | os.PathLike, progress: bool = True) -> FolderIndex:
+    """Index an image folder with one subfolder per class (as Keras and torchvision read them).
+
+    Classes are the sorted names of the subfolders; images are found at any
+    depth below them by suffix (``.jpg``, ``.png``, ...). Hidden files and
+    folders are ignored, other files are listed as ignored. Raises
+    :class:`ResbookError` for a missing folder, a file, a folder without
+    class subfolders, fewer than two classes, or a class without images.
+    """
+    root = Path(path)
+    if not root.exists():
+        raise ResbookError(f"Image folder {root} does not exist: check the path (it should hold one subfolder "
+                           "per class).")
+    if not root.is_dir():
+        raise ResbookError(f"{root} is a file, not a folder: point at the folder that holds one subfolder per class.")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not _hidden(p.name))
+    if not classes:
+        raise ResbookError(f"{root} has no class subfolders: put the images in one subfolder per class "
+                           f"(e.g. {root / 'daisy'}/*.jpg).")
+    if len(classes) < 2:
+        raise ResbookError(f"{root} has only one class folder ({classes[0]!r}): a classifier needs at least "
+                           "two classes, one subfolder each.")
+    candidates, ignored = [], [p.name for p in sorted(root.iterdir()) if p.is_file() and not _hidden(p.name)]
+    for label, cls in enumerate(classes):
+        for folder, subfolders, names in os.walk(root / cls):
+            subfolders[:] = sorted(d for d in subfolders if not _hidden(d))
+            for name in sorted(n for n in names if not _hidden(n)):
+                rel = (Path(folder) / name).relative_to(root).as_posix()
+                if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                    candidates.append((rel, label))
+                else:
+                    ignored.append(rel)
+    return replace(index_files(root, classes, candidates, progress=progress), ignored=tuple(ignored))
+
+
+# ----------------------------------------------------------------------------- split
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """Indices into a :class:`FolderIndex` (and into ``load_images``' arrays) for training and validation."""
+
+    train: np.ndarray
+    val: np.ndarray
+    val_fraction: float
+    seed: int
+    files_sha256: str
+
+    def as_dict(self) -> dict[str, object]:
+        """What a run record needs to redo this split: its parameters, sizes and the file list's hash."""
+        return {"val_fraction": self.val_fraction, "seed": self.seed, "files_sha256": self.files_sha256,
+                "n_train": len(self.train), "n_val": len(self.val)}
+
+
+def split(index: FolderIndex, val_fraction: float = 0.2, seed: int = 0) -> Split:
+    """A seeded, stratified split: ``round(val_fraction * n)`` images of each class go to validation.
+
+    Every class with at least two images lands in both parts. The result
+    depends only on the labels, ``val_fraction`` and ``seed`` (each class is
+    shuffled with its own generator), so it is the same in every process and
+    for either framework.
+    """
+    if not 0 < val_fraction < 1:
+        raise ResbookError(f"val_fraction={val_fraction!r} is not a fraction: use a number between 0 and 1, "
+                           "e.g. 0.2.")
+    train, val = [], []
+    for c in range(len(index.classes)):
+        members = np.random.default_rng([seed, c]).permutation(np.flatnonzero(index.labels == c))
+        n_val = min(len(members) - 1, max(1, round(len(members) * val_fraction)))
+        val.append(members[:n_val])
+        train.append(members[n_val:])
+    return Split(train=np.sort(np.concatenate(train)).astype(np.int64),
+                 val=np.sort(np.concatenate(val)).astype(np.int64),
+                 val_fraction=val_fraction, seed=seed, files_sha256=index.fingerprint())
+
+
+# ----------------------------------------------------------------------------- decoding
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """``img`` as RGB: grey, CMYK and palette images are converted, transparency is laid over white."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def _decode(path: Path, size: int) -> np.ndarray:
+    """One image as ``uint8[size, size, 3]`` (see :func:`load_images` for how)."""
+    try:
+        with Image.open(path) as img:
+            img.draft(None, (size, size))
+            return np.asarray(to_rgb(img).resize((size, size), Image.BILINEAR))
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ResbookError(f"{path} could not be decoded ({brief(exc)}); it changed after the folder was indexed: "
+                           "run index_folder again.") from None
+
+
+def _cache_path(index: FolderIndex, size: int) -> Path:
+    """Where ``load_images`` caches this index at this size: named by a hash of what it depends on."""
+    from ..settings import cache_dir
+    stats = [(f, st.st_size, st.st_mtime_ns) for f, st in zip(index.files, (p.stat() for p in index.paths))]
+    key = hashlib.sha256(json.dumps([CACHE_VERSION, size, stats]).encode()).hexdigest()[:20]
+    return cache_dir() / "decoded" / f"{index.root.name}-{size}px-{key}.npz"
+
+
+def _read_cache(path: Path, n: int, size: int) -> np.ndarray | None:
+    """The cached array, or None when there is none or it is damaged (it is rebuilt then)."""
+    try:
+        with np.load(path) as cached:
+            x = cached["x"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    return x if x.shape == (n, size, size, 3) and x.dtype == np.uint8 else None
+
+
+def _write_cache(path: Path, x: np.ndarray) -> None:
+    """Write ``x`` to ``path`` atomically (a temporary file beside it, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, x=x)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def load_images(index: FolderIndex, size: int = 64, cache: bool = True,
+                progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Decode every image of ``index`` to ``x: uint8[n, size, size, 3]``, with ``y = index.labels``.
+
+    Each image is converted to RGB (:func:`to_rgb`) and resized to a square
+    with PIL's bilinear filter, which averages over the whole footprint when
+    shrinking (antialiasing, like ``tf.image.resize(antialias=True)`` and
+    torchvision's ``Resize``); the aspect ratio is not kept, as in Keras'
+    ``image_dataset_from_directory`` and torchvision's ``Resize((s, s))``. JPEGs
+    are first decoded at the smallest scale not below ``size`` (PIL's draft
+    mode), which is much faster for photos and changes little after resizing.
+
+    With ``cache`` the array is stored under ``cache_dir()/decoded/``, keyed
+    by the relative paths, sizes and modification times of the files and by
+    ``size``: a changed file means a new decode, and a damaged cache file is
+    ignored and rebuilt.
+    """
+    path = _cache_path(index, size) if cache else None
+    x = _read_cache(path, len(index.files), size) if path is not None else None
+    if x is None:
+        x = np.empty((len(index.files), size, size, 3), np.uint8)
+        for i, p in enumerate(tqdm(index.paths, desc=f"decoding {index.root.name} at {size}x{size}", unit="img",
+                                   leave=False, disable=not progress)):
+            x[i] = _decode(p, size)
+        if path is not None:
+            try:
+                _write_cache(path, x)
+            except OSError as exc:
+                warnings.warn(f"Could not cache the decoded images in {path} ({brief(exc)}); they will be "
+                              "decoded again next time.", stacklevel=2)
+    return x, index.labels.copy()

@@ -1,0 +1,198 @@
+"""Every file the book downloads, in one table, and :func:`fetch` to get one.
+
+Each entry of :data:`SOURCES` names a dataset or a set of weights and lists
+its files as :class:`~resbook.data.download.Remote` objects: URL, hash, and
+size where the publisher states one. The hashes are the ones the frameworks
+themselves check, copied from their code:
+
+* tf_flowers: the sha256 and size of TensorFlow's ``flower_photos.tgz``.
+* Oxford 102 Flowers: the md5 values of torchvision's ``Flowers102``.
+* MNIST: Keras' ``mnist.npz`` (sha256 from ``keras/src/datasets/mnist.py``) and
+  the four idx files of torchvision's mirror (md5 and size).
+* Keras ImageNet weights: the md5 values of ``WEIGHTS_HASHES`` in
+  ``keras/src/applications/resnet.py``.
+* torchvision ImageNet weights: the sha256 prefix in the file name, which is
+  what ``torch.hub`` checks.
+
+``tests/test_sources.py`` compares these values with the installed Keras and
+torchvision, so a change upstream shows up as a failing test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ResbookError
+from .download import Remote, download, extract
+from .folders import FolderIndex, Split, index_files, split
+
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+TORCH_HASH_IN_NAME = re.compile(r"-([a-f0-9]*)\.")  # torch.hub's HASH_REGEX
+
+
+@dataclass(frozen=True)
+class Source:
+    """A dataset or a weights file that :func:`fetch` can get: its files, and what to hand back.
+
+    ``path`` is what :func:`fetch` returns, relative to the source's folder:
+    ``""`` for the folder itself, a file name for single-file sources.
+    Archives are extracted beside themselves into a folder of their name
+    without the suffix (``flower_photos.tgz`` -> ``flower_photos/``).
+    """
+
+    about: str
+    remotes: tuple[Remote, ...]
+    path: str = ""
+
+
+def _keras_weights(model: str, top: bool, md5: str) -> Source:
+    name = f"{model}_weights_tf_dim_ordering_tf_kernels{'' if top else '_notop'}.h5"
+    base = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+    what = "with" if top else "without"
+    return Source(f"Keras {model} ImageNet weights {what} the classifier (include_top={top})",
+                  (Remote(base + name, name, "md5", md5),), path=name)
+
+
+def _torch_weights(filename: str, about: str) -> Source:
+    prefix = TORCH_HASH_IN_NAME.search(filename).group(1)
+    return Source(about, (Remote(f"https://download.pytorch.org/models/{filename}", filename,
+                                 "sha256-prefix", prefix),), path=filename)
+
+
+_OXFORD = "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/"
+_MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+
+SOURCES: dict[str, Source] = {
+    "tf_flowers": Source(
+        "TensorFlow's flower_photos: 3,670 photos of 5 flower classes, one folder per class",
+        (Remote("https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz",
+                "flower_photos.tgz", "sha256",
+                "4c54ace7911aaffe13a365c34f650e71dd5bf1be0a58b464e5a7183e3e595d9c", 228_813_984),),
+        path="flower_photos/flower_photos"),
+    "oxford102": Source(
+        "Oxford 102 Flowers: 8,189 photos of 102 classes (102flowers/jpg/), their labels and official splits",
+        (Remote(_OXFORD + "102flowers.tgz", "102flowers.tgz", "md5", "52808999861908f626f3c1f4e79d11fa"),
+         Remote(_OXFORD + "imagelabels.mat", "imagelabels.mat", "md5", "e0620be6f572b9609742df49c70aed4d"),
+         Remote(_OXFORD + "setid.mat", "setid.mat", "md5", "a5357ecc9cb78c4bef273ce3793fc85c"))),
+    "mnist": Source(
+        "MNIST as the four original idx files (torchvision's mirror)",
+        (Remote(_MNIST_MIRROR + "train-images-idx3-ubyte.gz", "train-images-idx3-ubyte.gz", "md5",
+                "f68b3c2dcbeaaa9fbdd348bbdeb94873", 9_912_422),
+         Remote(_MNIST_MIRROR + "train-labels-idx1-ubyte.gz", "train-labels-idx1-ubyte.gz", "md5",
+                "d53e105ee54ea40749a09fcbcd1e9432", 28_881),
+         Remote(_MNIST_MIRROR + "t10k-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz", "md5",
+                "9fb629c4189551a2d022fa330f9573f3", 1_648_877),
+         Remote(_MNIST_MIRROR + "t10k-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "md5",
+                "ec29112dd5afa0611ce80d1b7f02629c", 4_542))),
+    "mnist_npz": Source(
+        "MNIST as Keras' mnist.npz (what keras.datasets.mnist.load_data reads)",
+        (Remote("https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz", "mnist.npz", "sha256",
+                "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"),),
+        path="mnist.npz"),
+    "keras_resnet50": _keras_weights("resnet50", True, "2cb95161c43110f7111970584f804107"),
+    "keras_resnet50_notop": _keras_weights("resnet50", False, "4d473c1dd8becc155b73f8504c6f6626"),
+    "keras_resnet152": _keras_weights("resnet152", True, "100835be76be38e30d865e96f2aaae62"),
+    "keras_resnet152_notop": _keras_weights("resnet152", False, "ee4c566cf9a93f14d82f913c2dc6dd0c"),
+    "torch_resnet18": _torch_weights("resnet18-f37072fd.pth", "torchvision ResNet18_Weights.IMAGENET1K_V1"),
+    "torch_resnet50_v1": _torch_weights("resnet50-0676ba61.pth", "torchvision ResNet50_Weights.IMAGENET1K_V1"),
+    "torch_resnet50_v2": _torch_weights("resnet50-11ad3fa6.pth", "torchvision ResNet50_Weights.IMAGENET1K_V2"),
+    "torch_resnet152": _torch_weights("resnet152-394f9c45.pth", "torchvision ResNet152_Weights.IMAGENET1K_V1"),
+}
+
+
+def source(name: str) -> Source:
+    """The :data:`SOURCES` entry called ``name``; a one-sentence error names the valid ones."""
+    if name not in SOURCES:
+        raise ResbookError(f"There is no source called {name!r}: choose one of {', '.join(SOURCES)}.")
+    return SOURCES[name]
+
+
+def _unpacked(filename: str) -> str | None:
+    """The folder an archive is extracted to (its name without the suffix), or None for other files."""
+    for suffix in ARCHIVE_SUFFIXES:
+        if filename.endswith(suffix):
+            return filename[: -len(suffix)]
+    return None
+
+
+def fetch(name: str, dest: str | os.PathLike | None = None, progress: bool = True) -> Path:
+    """Download, verify and extract the source ``name``; return its folder or file (``Source.path``).
+
+    Where it looks, in order:
+
+    1. ``$RESBOOK_DATA/<name>``, a copy a reader placed there (e.g. ``mnist/``
+       with the four idx files): returned as it is (for a single-file source,
+       the file of that name inside it), never changed or checked here.
+    2. ``dest``, else ``cache_dir()/<name>``: each file is downloaded there
+       unless a verified copy is present (see :func:`download`), and each
+       archive is extracted beside itself unless its folder already exists
+       (:func:`extract` creates that folder only once extraction finished).
+
+    Nothing is deleted: a wrong file already in place stays, and the error
+    says what to do.
+    """
+    from ..settings import cache_dir, data_root
+    src = source(name)
+    local = data_root() / name if data_root() else None
+    if local is not None and local.is_dir():
+        single_file = src.path in {r.filename for r in src.remotes}
+        return local / src.path if single_file else local
+    folder = Path(dest) if dest is not None else cache_dir() / name
+    for remote in src.remotes:
+        unpacked = _unpacked(remote.filename)
+        if unpacked is None:
+            download(remote, folder, progress=progress)
+        elif not (folder / unpacked).exists():
+            extract(download(remote, folder, progress=progress), folder / unpacked)
+    return folder / src.path
+
+
+# ----------------------------------------------------------------------------- Oxford 102, 10 classes
+
+OXFORD10_CLASSES: dict[int, str] = {
+    1: "pink primrose", 2: "hard-leaved pocket orchid", 3: "canterbury bells", 4: "sweet pea",
+    5: "english marigold", 6: "tiger lily", 7: "moon orchid", 8: "bird of paradise", 9: "monkshood",
+    10: "globe thistle",
+}
+"""The 10-class Oxford 102 subset of the transfer-learning chapter: class ids 1-10, with their names.
+
+The article this chapter follows trains on ten Oxford 102 classes without
+listing them in a form we could check, so this subset is *our choice*: the
+first ten class ids of ``imagelabels.mat`` (1-based), named as in the
+standard Oxford 102 name list (torchvision's ``Flowers102.classes``).
+Training and validation images come from :func:`oxford10`'s seeded,
+stratified split, not from ``setid.mat``.
+"""
+
+
+def oxford10(folder: str | os.PathLike | None = None, val_fraction: float = 0.2, seed: int = 0,
+             progress: bool = True) -> tuple[FolderIndex, Split]:
+    """The :data:`OXFORD10_CLASSES` images of Oxford 102 and their seeded, stratified train/valid split.
+
+    ``folder`` holds ``imagelabels.mat`` and the images in ``102flowers/jpg/``
+    (as :func:`fetch` lays them out) or ``jpg/`` (torchvision's layout); by
+    default it is ``fetch("oxford102")``. Labels are 0-9 in the order of
+    :data:`OXFORD10_CLASSES`. Needs SciPy to read the ``.mat`` file.
+    """
+    try:
+        from scipy.io import loadmat
+    except ImportError:
+        raise ResbookError("Reading Oxford 102's imagelabels.mat needs SciPy: pip install scipy.") from None
+    root = Path(folder) if folder is not None else fetch("oxford102", progress=progress)
+    labels_file = root / "imagelabels.mat"
+    if not labels_file.is_file():
+        raise ResbookError(f"{labels_file} does not exist: run fetch('oxford102') or point at the folder that "
+                           "holds imagelabels.mat and the jpg/ images.")
+    try:
+        ids = loadmat(labels_file, squeeze_me=True)["labels"].tolist()
+    except Exception as exc:  # noqa: BLE001 - SciPy raises many kinds (MatReadError, IndexError, ...) on a bad file
+        raise ResbookError(f"{labels_file} is not Oxford 102's label file ({type(exc).__name__}); "
+                           "download it again.") from None
+    images = "102flowers/jpg" if (root / "102flowers" / "jpg").is_dir() else "jpg"
+    wanted = {class_id: label for label, class_id in enumerate(OXFORD10_CLASSES)}
+    candidates = [(f"{images}/image_{i:05d}.jpg", wanted[c]) for i, c in enumerate(ids, 1) if c in wanted]
+    index = index_files(root, tuple(OXFORD10_CLASSES.values()), candidates, progress=progress)
+    return index, split(index, val_fraction=val_fraction, seed=seed)
