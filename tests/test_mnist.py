@@ -47,16 +47,24 @@ def test_missing_files_and_folders(tmp_path):
 
 
 def test_load_digits_profiles(monkeypatch, tmp_path):
+    from resbook.data import sources
+    from resbook.data.download import Remote
     monkeypatch.setenv("RESBOOK_PROFILE", "smoke")
     digits = load_digits(n_train=40, n_test=20)
     assert digits[0][0].shape == (40, 28, 28) and "generated" in digits.source
     monkeypatch.setenv("RESBOOK_PROFILE", "full")
-    monkeypatch.setenv("RESBOOK_DATA", str(tmp_path))
-    with pytest.raises(ResbookError, match="MNIST was not found"):
+    monkeypatch.setenv("RESBOOK_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("RESBOOK_CACHE", str(tmp_path / "cache"))
+    unreachable = tuple(Remote("http://127.0.0.1:9/" + r.filename, r.filename, r.hash_algorithm, r.hash_value, r.size)
+                        for r in sources.SOURCES["mnist"].remotes)
+    monkeypatch.setitem(sources.SOURCES, "mnist", sources.Source("MNIST", unreachable))
+    with pytest.raises(ResbookError, match="Could not download .* by hand") as err:
         load_digits()
-    make_mnist_folder(tmp_path / "mnist", n_train=30, n_test=10)
-    digits = load_digits()
-    assert digits[0][0].shape == (30, 28, 28) and str(tmp_path / "mnist") in digits.source
+    assert "\n" not in str(err.value)
+    make_mnist_folder(tmp_path / "data" / "mnist", n_train=30, n_test=10)
+    digits = load_digits(n_train=20)
+    assert digits[0][0].shape == (20, 28, 28) and digits[1][0].shape == (10, 28, 28)
+    assert str(tmp_path / "data" / "mnist") in digits.source
 
 
 def test_pad_to_rgb32():

@@ -165,3 +165,19 @@ def test_oxford10_without_labels_is_one_sentence(tmp_path, one_sentence):
         oxford10(tmp_path)
     one_sentence(str(err.value))
 
+
+
+def test_flowers_folder_by_profile(monkeypatch, tmp_path):
+    from resbook.data.sources import flowers_folder
+    monkeypatch.setenv("RESBOOK_PROFILE", "smoke")
+    monkeypatch.setenv("RESBOOK_CACHE", str(tmp_path / "cache"))
+    smoke = flowers_folder("flowers-recognition", n_per_class=2)
+    assert sorted(p.name for p in smoke.iterdir()) == ["daisy", "dandelion", "rose", "sunflower", "tulip"]
+    monkeypatch.setenv("RESBOOK_PROFILE", "full")
+    monkeypatch.delenv("RESBOOK_DATA", raising=False)
+    with pytest.raises(ResbookError, match="needs a Kaggle account") as err:
+        flowers_folder("flowers-recognition")
+    assert "\n" not in str(err.value)
+    (tmp_path / "data" / "flowers-recognition" / "daisy").mkdir(parents=True)
+    monkeypatch.setenv("RESBOOK_DATA", str(tmp_path / "data"))
+    assert flowers_folder("flowers-recognition") == tmp_path / "data" / "flowers-recognition"

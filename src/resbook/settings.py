@@ -206,3 +206,16 @@ def describe_run(chapter: str, data: str, seed: int = 0, **settings: Any) -> Run
     print("\n".join(lines))
     seed_everything(seed)
     return run
+
+
+def progress_bar(iterable=None, show: bool = True, **kwargs):
+    """A ``tqdm.auto`` progress bar, hidden when ``show`` is False or ``TQDM_DISABLE`` is set.
+
+    ``make run-notebooks`` and ``make test`` set ``TQDM_DISABLE=1`` to keep
+    bars out of stored notebook outputs; tqdm's notebook widget does not read
+    that variable itself, so it is checked here.
+    """
+    from tqdm.auto import tqdm
+    if not show or os.environ.get("TQDM_DISABLE", "") not in ("", "0"):
+        kwargs["disable"] = True
+    return tqdm(iterable, **kwargs)

@@ -36,9 +36,9 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from tqdm.auto import tqdm
 
 from ..errors import ResbookError, brief
+from ..settings import progress_bar
 
 CHUNK = 1 << 20
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -106,8 +106,8 @@ def download(remote: Remote, directory: str | os.PathLike, timeout: float = 60,
             with response:
                 announced = int(response.headers.get("Content-Length") or 0)
                 received = 0
-                with tqdm(total=announced or remote.size, unit="B", unit_scale=True, desc=remote.filename,
-                          leave=False, disable=not progress) as bar:
+                with progress_bar(total=announced or remote.size, show=progress, unit="B", unit_scale=True,
+                                  desc=remote.filename, leave=False) as bar:
                     try:
                         for chunk in iter(lambda: response.read(CHUNK), b""):
                             out.write(chunk)

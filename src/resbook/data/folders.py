@@ -35,9 +35,9 @@ from typing import Sequence
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from ..errors import ResbookError, brief
+from ..settings import progress_bar
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 SHOWN = 3  # how many file names a one-line summary quotes
@@ -136,7 +136,8 @@ def index_files(root: str | os.PathLike, classes: Sequence[str], candidates: Seq
     """
     root = Path(root)
     skipped, modes, by_hash = [], {}, defaultdict(list)
-    for rel, label in tqdm(candidates, desc=f"checking {root.name}", unit="img", leave=False, disable=not progress):
+    for rel, label in progress_bar(candidates, show=progress, desc=f"checking {root.name}", unit="img",
+                                   leave=False):
         try:
             data = (root / rel).read_bytes()
         except OSError as exc:
@@ -315,8 +316,9 @@ def load_images(index: FolderIndex, size: int = 64, cache: bool = True,
     x = _read_cache(path, len(index.files), size) if path is not None else None
     if x is None:
         x = np.empty((len(index.files), size, size, 3), np.uint8)
-        for i, p in enumerate(tqdm(index.paths, desc=f"decoding {index.root.name} at {size}x{size}", unit="img",
-                                   leave=False, disable=not progress)):
+        bar = progress_bar(index.paths, show=progress, desc=f"decoding {index.root.name} at {size}x{size}",
+                           unit="img", leave=False)
+        for i, p in enumerate(bar):
             x[i] = _decode(p, size)
         if path is not None:
             try:

@@ -81,16 +81,6 @@ def pad_to_rgb32(images: np.ndarray) -> np.ndarray:
     return np.repeat(padded[..., None], 3, axis=-1)
 
 
-def find_mnist_folder() -> Path | None:
-    """The first folder holding the MNIST idx files: ``$RESBOOK_DATA/mnist``, then the download cache."""
-    from ..settings import cache_dir, data_root
-    candidates = ([data_root() / "mnist"] if data_root() else []) + [cache_dir() / "mnist"]
-    for folder in candidates:
-        if (folder / (MNIST_FILES["train_images"] + ".gz")).exists() or (folder / MNIST_FILES["train_images"]).exists():
-            return folder
-    return None
-
-
 class Digits(tuple):
     """``((x_train, y_train), (x_test, y_test))`` plus ``.source``, a description of where they came from."""
 
@@ -105,18 +95,18 @@ class Digits(tuple):
 def load_digits(profile_name: str | None = None, n_train: int = 2048, n_test: int = 512, seed: int = 0) -> Digits:
     """The digits a chapter trains on: real MNIST in the ``full`` profile, generated ones in ``smoke``.
 
-    ``full`` reads the idx files from :func:`find_mnist_folder`; ``smoke``
+    ``full`` reads the idx files that :func:`resbook.data.sources.fetch` finds
+    or downloads (the first ``n_train`` / ``n_test`` of each split); ``smoke``
     draws ``n_train`` + ``n_test`` digit-like images with :func:`make_digits`.
     """
     from ..settings import profile
     from .generated import make_digits
+    from .sources import fetch
     if profile(profile_name) == "smoke":
         train = make_digits(n_train, seed=seed)
         test = make_digits(n_test, seed=seed + 1)
         return Digits(train, test, f"generated digits ({n_train} train, {n_test} test, seed {seed})")
-    folder = find_mnist_folder()
-    if folder is None:
-        raise ResbookError("MNIST was not found: set RESBOOK_DATA to a folder with an mnist/ subfolder "
-                           "holding the four idx files, or run the smoke profile (RESBOOK_PROFILE=smoke).")
-    train, test = load_mnist_folder(folder)
+    folder = fetch("mnist")  # $RESBOOK_DATA/mnist, else the verified download in the cache
+    (x_train, y_train), (x_test, y_test) = load_mnist_folder(folder)
+    train, test = (x_train[:n_train], y_train[:n_train]), (x_test[:n_test], y_test[:n_test])
     return Digits(train, test, f"MNIST idx files in {folder} ({len(train[0])} train, {len(test[0])} test)")

@@ -150,6 +150,37 @@ def fetch(name: str, dest: str | os.PathLike | None = None, progress: bool = Tru
     return folder / src.path
 
 
+# ----------------------------------------------------------------------------- flower folders
+
+KAGGLE_FLOWERS_URL = "https://www.kaggle.com/datasets/alxmamaev/flowers-recognition"
+
+
+def flowers_folder(name: str = "flowers-recognition", profile_name: str | None = None,
+                   n_per_class: int = 40) -> Path:
+    """The image folder a flowers chapter trains on: generated flowers in ``smoke``, real ones in ``full``.
+
+    ``name`` is ``"flowers-recognition"`` (the Kaggle set, which needs a
+    Kaggle account to download, so it must be placed under ``$RESBOOK_DATA``),
+    ``"tf_flowers"`` (TensorFlow's flower_photos, downloaded and verified), or
+    ``"flower_photos_subset"`` (a local subset of tf_flowers; without it, the
+    full tf_flowers download is used).
+    """
+    from ..settings import data_root, profile
+    from .generated import generated_flowers
+    if profile(profile_name) == "smoke":
+        return generated_flowers(n_per_class=n_per_class)
+    local = data_root() / name if data_root() else None
+    if local is not None and local.is_dir():
+        return local
+    if name == "flowers-recognition":
+        raise ResbookError(f"The Kaggle Flowers Recognition set needs a Kaggle account to download: get it from "
+                           f"{KAGGLE_FLOWERS_URL}, unpack it so that <folder>/flowers-recognition/<class>/*.jpg "
+                           "exist, and set RESBOOK_DATA=<folder>.")
+    if name == "flower_photos_subset":
+        name = "tf_flowers"
+    return fetch(name)
+
+
 # ----------------------------------------------------------------------------- Oxford 102, 10 classes
 
 OXFORD10_CLASSES: dict[int, str] = {

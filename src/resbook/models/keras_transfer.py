@@ -23,7 +23,9 @@ import keras
 import numpy as np
 from keras import layers
 
-from ..errors import ResbookError
+from ..data import sources
+from ..data.download import Remote, check_weights_file
+from ..errors import ResbookError, brief
 from .keras_resnet import build_resnet
 
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -43,30 +45,36 @@ class CaffePreprocess(layers.Layer):
 
 def backbone(depth: str | Sequence[int] = "resnet50", input_shape: tuple[int, int, int] = (224, 224, 3),
              weights: str | os.PathLike | None = None, pooling: str | None = "avg") -> keras.Model:
-    """A ResNet without its classifier, optionally loaded from a weights file (``*.h5``).
+    """A ResNet without its classifier, randomly initialised or loaded from a weights file.
 
-    ``weights`` is a path to a weights file of the same architecture (the
-    verified ImageNet download, or one you trained); None leaves the random
-    initialisation.
+    ``weights``: None (random), ``"imagenet"`` (Keras' no-top ImageNet file
+    for ``resnet50``/``resnet152``, fetched and hash-verified through
+    :func:`resbook.data.sources.fetch`), or the path of a weights file of the
+    same architecture.
     """
     model = build_resnet(depth, input_shape, include_top=False, pooling=pooling,
                          name=f"{depth if isinstance(depth, str) else 'resnet'}_backbone")
-    if weights is not None:
+    if weights == "imagenet":
+        name = f"keras_{depth}_notop"
+        load_weights(model, sources.fetch(name), sources.source(name).remotes[0])
+    elif weights is not None:
         load_weights(model, weights)
     return model
 
 
-def load_weights(model: keras.Model, path: str | os.PathLike) -> None:
-    """Load a weights file into ``model``, with one sentence instead of an h5py trace if it does not fit."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise ResbookError(f"weights file {path} does not exist.")
+def load_weights(model: keras.Model, path: str | os.PathLike, remote: Remote | None = None) -> None:
+    """Load a weights file into ``model``; a wrong file gets one sentence, never an h5py trace.
+
+    The file is first checked by :func:`~resbook.data.download.check_weights_file`
+    (against ``remote``'s hash when given); then a file that is valid HDF5 but
+    made for another network is caught when its layers do not fit.
+    """
+    path = check_weights_file(path, remote)
     try:
-        model.load_weights(path)
-    except Exception as exc:  # noqa: BLE001 - h5py and Keras raise many kinds for a wrong file
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise ResbookError(f"{path} does not hold weights for {model.name} ({reason}); "
-                           "check that it is the no-top weights file of the same ResNet.") from None
+        model.load_weights(os.fspath(path))
+    except Exception as exc:  # noqa: BLE001 - Keras raises several kinds for a mismatched file
+        raise ResbookError(f"{path} holds weights for another network than {model.name} ({brief(exc)}): "
+                           "use the no-top weights file of the same ResNet.") from None
 
 
 def _head_layers(head: str, classes: int) -> list[layers.Layer]:

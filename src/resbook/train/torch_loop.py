@@ -22,9 +22,9 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from ..errors import ResbookError
+from ..settings import progress_bar
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -152,10 +152,8 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train: Batch, val: B
         print(f"{name + ': ' if name else ''}training on {device.type} with {precision}{layout}, "
               f"batch {batch_size}, {len(x_train)} examples")
     steps_per_epoch = -(-len(x_train) // batch_size)
-    # Only force `disable` when quiet: an explicit value would override TQDM_DISABLE=1,
-    # which `make run-notebooks` sets to keep progress bars out of stored outputs.
-    bar = tqdm(total=steps_per_epoch * (epochs - start_epoch), desc=name or "train", leave=False,
-               **({} if verbose else {"disable": True}))
+    bar = progress_bar(total=steps_per_epoch * (epochs - start_epoch), show=verbose, desc=name or "train",
+                       leave=False)
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
         model.train()
