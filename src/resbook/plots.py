@@ -89,3 +89,27 @@ def image_grid(images: Sequence[np.ndarray] | np.ndarray, titles: Sequence[str] 
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], class_names: Sequence[str],
+                     title: str | None = None, normalize: bool = True):
+    """A confusion-matrix heat map: rows are true classes, columns predicted; cells show counts."""
+    k = len(class_names)
+    counts = np.zeros((k, k), dtype=int)
+    np.add.at(counts, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    shown = counts / np.maximum(counts.sum(1, keepdims=True), 1) if normalize else counts
+    fig, ax = plt.subplots(figsize=(0.7 * k + 2.2, 0.7 * k + 1.6))
+    im = ax.imshow(shown, cmap="Blues", vmin=0)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, counts[i, j], ha="center", va="center", fontsize=8,
+                    color="white" if shown[i, j] > 0.6 * shown.max() else "black")
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(k), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class" if normalize else "count")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig

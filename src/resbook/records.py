@@ -85,6 +85,12 @@ class Record:
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in RECORD_FIELDS}
 
+    def rounded(self) -> dict[str, Any]:
+        """The record as stored: metric floats rounded to 6 significant digits."""
+        data = self.as_dict()
+        data["metrics"] = {k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in self.metrics.items()}
+        return data
+
     def save(self, directory: str | os.PathLike | None = None) -> Path:
         """Write the record as ``<date>_<chapter>_<name>.json`` (atomically) and return the path."""
         directory = Path(directory) if directory is not None else runs_dir()
@@ -93,7 +99,7 @@ class Record:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{self.chapter}_{self.name}")
         path = directory / f"{stamp}_{slug}.json"
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.as_dict(), indent=2, sort_keys=False, default=_jsonable) + "\n")
+        tmp.write_text(json.dumps(self.rounded(), indent=2, sort_keys=False, default=_jsonable) + "\n")
         tmp.replace(path)
         return path
 
