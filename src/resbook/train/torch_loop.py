@@ -152,10 +152,12 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train: Batch, val: B
         print(f"{name + ': ' if name else ''}training on {device.type} with {precision}{layout}, "
               f"batch {batch_size}, {len(x_train)} examples")
     steps_per_epoch = -(-len(x_train) // batch_size)
-    # Only force `disable` when quiet: an explicit value would override TQDM_DISABLE=1,
-    # which `make run-notebooks` sets to keep progress bars out of stored outputs.
+    # `make run-notebooks` sets TQDM_DISABLE=1 to keep progress bars out of stored outputs. Only
+    # force `disable` when quiet (an explicit value overrides TQDM_DISABLE), and read TQDM_DISABLE
+    # here too: tqdm.auto's notebook bar passes disable=False itself and so ignores it.
+    quiet = not verbose or os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes")
     bar = tqdm(total=steps_per_epoch * (epochs - start_epoch), desc=name or "train", leave=False,
-               **({} if verbose else {"disable": True}))
+               **({"disable": True} if quiet else {}))
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
         model.train()
