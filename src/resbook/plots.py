@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 
 LABELS = {
@@ -88,6 +89,7 @@ def plot_scalars(scalars: Mapping[str, tuple[Sequence[float], Sequence[float]]],
                 x = x[k - 1:]
             ax.plot(x, y, marker="." if len(x) <= 30 else None, label=tag)
         ax.set_xlabel(xlabel if isinstance(xlabel, str) else xlabel.get(panel, "epoch"))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs and steps are whole numbers
         ax.set_ylabel(panel)
         if panel in logy:
             ax.set_yscale("log")
