@@ -158,7 +158,7 @@ def tensorboard_without_tensorflow() -> None:
     TensorBoard's event-file writer and reader (which PyTorch's
     ``SummaryWriter`` uses) import all of TensorFlow when it is installed,
     only for file access: seconds of start-up, and in a PyTorch process the
-    LLVM clash described on the "How to run it" page. TensorBoard's own
+    risk of the LLVM clash described on the "How to run it" page. TensorBoard's own
     switch for its stub is an importable ``tensorboard.compat.notf`` module;
     this registers an empty one. Call it before the first event file is
     written or read. It does nothing where TensorFlow is already imported.
