@@ -1,10 +1,11 @@
-"""Plots the chapters share: training curves and image grids (matplotlib only)."""
+"""Plots the chapters share: training curves, TensorBoard scalars, image grids, confusion matrices (matplotlib only)."""
 
 from __future__ import annotations
 
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 
 LABELS = {
@@ -65,6 +66,41 @@ def plot_curves(histories: Mapping[str, Mapping[str, Sequence[float]]],
         ax.set_xlabel("step" if key == "step_loss" else "epoch")
         ax.set_ylabel(LABELS.get(key, key))
         if key in logy:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_scalars(scalars: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+                 panels: Mapping[str, Sequence[str]], xlabel: str | Mapping[str, str] = "epoch",
+                 logy: Sequence[str] = (), smooth: Mapping[str, int] | None = None,
+                 title: str | None = None):
+    """TensorBoard scalars (``{tag: (steps, values)}``, see ``records.read_scalars``) as panels.
+
+    ``panels = {"loss": ["loss/train", "loss/val"], ...}`` draws one panel per
+    entry, one line per tag (tags that are missing are skipped). ``xlabel`` is
+    one label or one per panel; ``logy`` lists panels drawn on a log scale;
+    ``smooth`` averages that many points per panel (for noisy per-step curves).
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.6), squeeze=False)
+    for ax, (panel, tags) in zip(axes[0], panels.items()):
+        for tag in tags:
+            if tag not in scalars:
+                continue
+            x, y = (np.asarray(v, dtype=float) for v in scalars[tag])
+            k = (smooth or {}).get(panel, 1)
+            if k > 1 and len(y) >= k:
+                y = np.convolve(y, np.ones(k) / k, mode="valid")
+                x = x[k - 1:]
+            ax.plot(x, y, marker="." if len(x) <= 30 else None, label=tag)
+        ax.set_xlabel(xlabel if isinstance(xlabel, str) else xlabel.get(panel, "epoch"))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs and steps are whole numbers
+        ax.set_ylabel(panel)
+        if panel in logy:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

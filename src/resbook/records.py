@@ -11,6 +11,10 @@ Usage::
     with records.recording(run, "resnet20-vs-plain20") as rec:
         history = fit(...)
         rec.metrics["val_accuracy"] = max(history["val_accuracy"])
+
+Runs logged to TensorBoard go to :func:`tensorboard_dir` (``runs/tensorboard/``,
+one folder per run); :func:`read_scalars` reads their scalars back, so a
+notebook can plot them where TensorBoard itself cannot run (a static page).
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .settings import Run
+import numpy as np
+
+from .errors import ResbookError
+from .settings import Run, tensorboard_without_tensorflow
 
 RECORD_FIELDS = ("chapter", "name", "profile", "data", "device", "versions", "seed",
                  "settings", "metrics", "wall_time_s", "git_commit", "date")
@@ -102,6 +109,44 @@ class Record:
         tmp.write_text(json.dumps(self.rounded(), indent=2, sort_keys=False, default=_jsonable) + "\n")
         tmp.replace(path)
         return path
+
+
+def tensorboard_dir(run: Run, name: str) -> Path:
+    """A new folder for one run's TensorBoard logs: ``runs/tensorboard/<chapter>_<name>_<time>``.
+
+    It is ``runs/tensorboard/`` in the working directory's repository (not
+    ``$RESBOOK_RUNS``, which may point at the committed records), so
+    ``tensorboard --logdir runs/tensorboard`` from the repository root shows
+    every run, each as its own line.
+    """
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{run.chapter}_{name}_{stamp}")
+    return _repo_root(Path.cwd()) / "runs" / "tensorboard" / slug
+
+
+def read_scalars(log_dir: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every scalar in a TensorBoard run folder: ``{tag: (steps, values)}``, sorted by step.
+
+    Reads all event files in ``log_dir`` (a resumed run writes one per
+    session) with TensorBoard's ``EventAccumulator``, keeping every point
+    (TensorBoard itself keeps a sample). Where a step was logged twice, the
+    later value counts.
+    """
+    log_dir = Path(log_dir)
+    if not any(log_dir.glob("events.out.tfevents.*")):
+        raise ResbookError(f"{log_dir} holds no TensorBoard event files (events.out.tfevents.*): "
+                           "pass the folder a run logged into.")
+    tensorboard_without_tensorflow()
+    from tensorboard.backend.event_processing import event_accumulator
+
+    acc = event_accumulator.EventAccumulator(str(log_dir), size_guidance={event_accumulator.SCALARS: 0})
+    acc.Reload()
+    out = {}
+    for tag in acc.Tags()["scalars"]:
+        by_step = {e.step: e.value for e in acc.Scalars(tag)}
+        steps = np.array(sorted(by_step), dtype=np.int64)
+        out[tag] = (steps, np.array([by_step[s] for s in steps], dtype=np.float64))
+    return out
 
 
 def _jsonable(obj: Any) -> Any:

@@ -25,6 +25,7 @@ import random
 import shutil
 import subprocess
 import sys
+import types
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
@@ -149,6 +150,21 @@ def seed_everything(seed: int) -> None:
         sys.modules["keras"].utils.set_random_seed(seed)
     if "torch" in sys.modules:
         sys.modules["torch"].manual_seed(seed)
+
+
+def tensorboard_without_tensorflow() -> None:
+    """Make the ``tensorboard`` package use its built-in file I/O instead of importing TensorFlow.
+
+    TensorBoard's event-file writer and reader (which PyTorch's
+    ``SummaryWriter`` uses) import all of TensorFlow when it is installed,
+    only for file access: seconds of start-up, and in a PyTorch process the
+    risk of the LLVM clash described on the "How to run it" page. TensorBoard's own
+    switch for its stub is an importable ``tensorboard.compat.notf`` module;
+    this registers an empty one. Call it before the first event file is
+    written or read. It does nothing where TensorFlow is already imported.
+    """
+    if "tensorflow" not in sys.modules:
+        sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
 
 
 @dataclass

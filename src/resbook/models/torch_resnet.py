@@ -9,10 +9,15 @@
 * :func:`cifar_resnet`: the paper's CIFAR-10 networks (Section 4.2): a 3x3
   stem and three stages of ``n`` blocks with 16, 32, 64 channels, depth
   ``6n + 2`` (20, 32, 44, 56, 110).
+* :func:`mnist_resnet`: the small ResNet of the PyTorch + TensorBoard article
+  (chapter 5): torchvision's ImageNet stem (7x7 convolution with stride 2,
+  max-pool) and one basic block per stage, for 28x28 digits. With
+  ``widths=(64, 128, 256, 512), blocks=2`` it *is* torchvision's ResNet-18.
 
 The parameter names (``conv1``, ``bn1``, ``conv2``, ``bn2``, ``downsample``)
-match torchvision's ``BasicBlock``, so weights load across with
-``load_state_dict``.
+match torchvision's ``BasicBlock`` (and :class:`MnistResNet`'s match its
+``ResNet``: ``conv1``, ``bn1``, ``layer1``, ..., ``fc``), so weights load
+across with ``load_state_dict``.
 """
 
 from __future__ import annotations
@@ -151,6 +156,93 @@ def cifar_resnet(depth: int, residual: bool = True, **kwargs) -> CifarResNet:
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"depth must be 6n + 2 (8, 14, 20, 32, 44, 56, 110, ...), not {depth}")
     return CifarResNet((depth - 2) // 6, residual=residual, **kwargs)
+
+
+class MnistResNet(nn.Module):
+    """A small ResNet for 28x28 digits, laid out and named like torchvision's ``ResNet``.
+
+    * stem: 7x7 convolution with stride 2 and padding 3 (28x28 -> 14x14),
+      BatchNorm, ReLU, 3x3 max-pool with stride 2 (14x14 -> 7x7);
+    * ``layer1``, ``layer2``, ...: one stage per entry of ``widths``, each of
+      ``blocks`` :class:`BasicBlock`\ s. Every stage after the first halves
+      the feature map and changes the width in its first block, where
+      ``shortcut`` (``"projection"``: a 1x1 convolution, torchvision's
+      ``downsample``; ``"zeropad"``: the parameter-free option A) joins input
+      and output; every other block has an identity shortcut. ``None`` gives
+      the plain network with no shortcuts;
+    * head: global average pooling and one linear layer (``fc``).
+    """
+
+    def __init__(self, widths: Sequence[int] = (64, 128, 256), blocks: int = 1,
+                 shortcut: Shortcut = "projection", in_channels: int = 1, num_classes: int = 10,
+                 zero_init_residual: bool = False):
+        super().__init__()
+        if not widths or blocks < 1:
+            raise ValueError(f"need at least one stage and one block per stage, not widths={widths!r}, "
+                             f"blocks={blocks}")
+        self.conv1 = nn.Conv2d(in_channels, widths[0], 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.stage_names: list[str] = []
+        c = widths[0]
+        for i, w in enumerate(widths, start=1):
+            self.add_module(f"layer{i}", make_stage(c, w, blocks, 1 if i == 1 else 2, shortcut))
+            self.stage_names.append(f"layer{i}")
+            c = w
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(c, num_classes)
+        init_weights(self, zero_init_residual)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for name in self.stage_names:
+            x = getattr(self, name)(x)
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def mnist_resnet(shortcut: Shortcut = "projection", widths: Sequence[int] = (64, 128, 256),
+                 blocks: int = 1, in_channels: int = 1, num_classes: int = 10,
+                 zero_init_residual: bool = False) -> MnistResNet:
+    """The article's MNIST ResNet: 7x7 stem + max-pool, three basic blocks, linear head.
+
+    The default widths 64/128/256 follow the article's channel growth (the
+    width doubles whenever the feature map halves, as in every ResNet) and
+    start where torchvision's ResNet-18 starts: 1.2M parameters, a tenth of
+    ResNet-18. ``shortcut`` chooses what joins the blocks that change shape
+    (``"projection"`` or ``"zeropad"``; ``None`` for a plain network);
+    blocks that keep their shape always use the identity, so
+    ``shortcut="identity"`` raises a ValueError unless no block changes
+    shape. ``widths=(64, 128, 256, 512), blocks=2`` builds ResNet-18.
+    """
+    return MnistResNet(widths, blocks, shortcut, in_channels, num_classes, zero_init_residual)
+
+
+def output_shapes(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int, ...]]]:
+    """``(name, output shape)`` of each direct child of ``model``, in the order ``model(x)`` calls them.
+
+    Runs one forward pass in eval mode without gradients (hooks record the
+    shapes), so it does not change BatchNorm statistics.
+    """
+    shapes: list[tuple[str, tuple[int, ...]]] = []
+    hooks = [child.register_forward_hook(lambda _m, _i, out, name=name: shapes.append((name, tuple(out.shape))))
+             for name, child in model.named_children()]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return shapes
+
+
+def parameters_by_child(model: nn.Module) -> dict[str, int]:
+    """Parameter count of each direct child of ``model`` (children without parameters are left out)."""
+    counts = {name: count_parameters(child) for name, child in model.named_children()}
+    return {name: n for name, n in counts.items() if n}
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
