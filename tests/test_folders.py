@@ -147,8 +147,8 @@ def counted_decodes(monkeypatch, tmp_path):
     """Count calls of the per-image decoder; caches go to a fresh folder."""
     monkeypatch.setenv("RESBOOK_CACHE", str(tmp_path / "cache"))
     calls = []
-    decode = folders._decode
-    monkeypatch.setattr(folders, "_decode", lambda path, size: calls.append(path) or decode(path, size))
+    decode = folders.decode_image
+    monkeypatch.setattr(folders, "decode_image", lambda path, size: calls.append(path) or decode(path, size))
     return calls
 
 

@@ -44,3 +44,26 @@ def test_loss_falls_on_generated_flowers_and_best_weights_are_kept():
     assert probs.shape == (50, 5) and np.allclose(probs.sum(1), 1, atol=1e-4)
     best_acc = (probs.argmax(1) == val[1]).mean()
     assert best_acc == pytest.approx(max(hist["val_accuracy"]), abs=0.1)
+
+
+def test_predict_image_file_and_its_errors(tmp_path):
+    from PIL import Image
+
+    from resbook.errors import ResbookError
+    from resbook.train.keras_fit import predict_image_file
+    rng = np.random.default_rng(3)
+    path = tmp_path / "tulip.jpg"
+    flower_image("tulip", rng, (90, 70)).save(path)
+    inputs = keras.Input((32, 32, 3))
+    model = keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(keras.layers.Flatten()(inputs)))
+    ranked = predict_image_file(model, path, FLOWER_CLASSES, size=32)
+    assert sorted(name for name, _ in ranked) == sorted(FLOWER_CLASSES)
+    probs = [p for _, p in ranked]
+    assert probs == sorted(probs, reverse=True) and abs(sum(probs) - 1) < 1e-4
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    with pytest.raises(ResbookError, match="could not be decoded as an image"):
+        predict_image_file(model, tmp_path / "broken.jpg", FLOWER_CLASSES, size=32)
+    with pytest.raises(ResbookError, match="does not exist"):
+        predict_image_file(model, tmp_path / "missing.jpg", FLOWER_CLASSES, size=32)
+    Image.new("L", (40, 40)).save(tmp_path / "grey.png")  # grey images are converted to RGB
+    assert len(predict_image_file(model, tmp_path / "grey.png", FLOWER_CLASSES, size=32)) == 5

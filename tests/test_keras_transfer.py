@@ -52,13 +52,13 @@ def test_unfreeze_top_keeps_batchnorm_frozen_and_in_inference_mode():
                             for w in l.weights)
     assert count_trainable(model) == expected
     bn = base.get_layer("conv5_block1_1_bn")
-    before = [np.array(w) for w in bn.weights]
+    before = [keras.ops.convert_to_numpy(w) for w in bn.weights]
     model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
     model.fit(rng.uniform(0, 255, (16, 32, 32, 3)).astype("float32"), rng.integers(0, 3, 16), epochs=2, verbose=0)
-    after = [np.array(w) for w in bn.weights]
+    after = [keras.ops.convert_to_numpy(w) for w in bn.weights]
     assert all(np.array_equal(a, b) for a, b in zip(before, after))  # gamma, beta, moving stats untouched
-    assert not np.array_equal(np.array(base.get_layer("conv5_block1_1_conv").kernel), 0)
+    assert not np.array_equal(keras.ops.convert_to_numpy(base.get_layer("conv5_block1_1_conv").kernel), 0)
 
 
 def test_generated_weights_file_loads(tmp_path, small_base):
@@ -88,3 +88,29 @@ def test_wrong_weights_file_gets_one_sentence(tmp_path, small_base, kind):
     assert path.read_bytes() == original
     with pytest.raises(ResbookError, match="does not exist"):
         load_weights(small_base, tmp_path / "missing.h5")
+
+
+def test_generated_weights_with_their_own_hash_and_a_wrong_one(tmp_path, small_base):
+    """The verified path chapter 3 uses for ImageNet weights, on a generated file with its own md5."""
+    from resbook.data.download import Remote, file_hash
+    path = save_legacy_h5(small_base, tmp_path / "resnet18_notop.h5")
+    remote = Remote("https://example.invalid/resnet18_notop.h5", path.name, "md5", file_hash(path, "md5"))
+    fresh = backbone("resnet18", (32, 32, 3))
+    load_weights(fresh, path, remote)
+    x = np.random.default_rng(2).normal(size=(2, 32, 32, 3)).astype("float32")
+    assert np.allclose(fresh(x, training=False), small_base(x, training=False), atol=1e-6)
+    other = save_legacy_h5(backbone("resnet18", (32, 32, 3)), tmp_path / "other.h5")
+    with pytest.raises(ResbookError, match="is not the weights file resnet18_notop.h5") as err:
+        load_weights(fresh, other, remote)
+    assert remote.hash_value in str(err.value) and "\n" not in str(err.value)
+
+
+def test_imagenet_weights_come_through_the_verified_download(monkeypatch, tmp_path):
+    """A file placed under $RESBOOK_DATA that is not Keras' ImageNet file is refused with its expected md5."""
+    from resbook.data import sources
+    folder = tmp_path / "keras_resnet50_notop"
+    folder.mkdir()
+    save_legacy_h5(backbone("resnet50", (32, 32, 3)), folder / sources.source("keras_resnet50_notop").path)
+    monkeypatch.setenv("RESBOOK_DATA", str(tmp_path))
+    with pytest.raises(ResbookError, match="4d473c1dd8becc155b73f8504c6f6626"):
+        backbone("resnet50", (32, 32, 3), weights="imagenet")

@@ -254,15 +254,17 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _decode(path: Path, size: int) -> np.ndarray:
-    """One image as ``uint8[size, size, 3]`` (see :func:`load_images` for how)."""
+def decode_image(path: str | os.PathLike, size: int) -> np.ndarray:
+    """One image file as ``uint8[size, size, 3]``, decoded as :func:`load_images` decodes every image."""
     try:
         with Image.open(path) as img:
             img.draft(None, (size, size))
             return np.asarray(to_rgb(img).resize((size, size), Image.BILINEAR))
+    except FileNotFoundError:
+        raise ResbookError(f"{path} does not exist.") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ResbookError(f"{path} could not be decoded ({brief(exc)}); it changed after the folder was indexed: "
-                           "run index_folder again.") from None
+        raise ResbookError(f"{path} could not be decoded as an image ({brief(exc)}): check the file "
+                           "(if it is part of an indexed folder that changed, run index_folder again).") from None
 
 
 def _cache_path(index: FolderIndex, size: int) -> Path:
@@ -319,7 +321,7 @@ def load_images(index: FolderIndex, size: int = 64, cache: bool = True,
         bar = progress_bar(index.paths, show=progress, desc=f"decoding {index.root.name} at {size}x{size}",
                            unit="img", leave=False)
         for i, p in enumerate(bar):
-            x[i] = _decode(p, size)
+            x[i] = decode_image(p, size)
         if path is not None:
             try:
                 _write_cache(path, x)

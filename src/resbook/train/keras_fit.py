@@ -22,6 +22,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from ..data.folders import decode_image
 from ..settings import gpu_name
 
 
@@ -179,3 +180,13 @@ def predict_classes(model: keras.Model, x: np.ndarray, batch_size: int = 256, fl
     if flip_tta:
         probs = (probs + model.predict(x[:, :, ::-1], batch_size=batch_size, verbose=0)) / 2
     return probs
+
+
+def predict_image_file(model: keras.Model, path, class_names: Sequence[str], size: int) -> list[tuple[str, float]]:
+    """Classify one image file (PIL, no OpenCV): ``[(class name, probability), ...]``, most likely first.
+
+    The file is decoded and resized exactly as the training images were
+    (:func:`resbook.data.folders.decode_image`), then ``model`` predicts.
+    """
+    probs = np.asarray(model.predict(decode_image(path, size)[None], verbose=0)[0], dtype=float)
+    return [(class_names[i], float(probs[i])) for i in np.argsort(probs)[::-1]]
