@@ -13,12 +13,13 @@ NB_ENV := IPYTHONDIR=$(CURDIR)/config/ipython TQDM_DISABLE=1 MPLBACKEND=module:/
 
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 
-.PHONY: help setup book test test-unit test-notebooks run-notebooks clean
+.PHONY: help setup book test test-unit test-notebooks run-notebooks bench clean
 
 help:
 	@echo "make book           build the HTML book into _build/html"
 	@echo "make test           unit tests + every notebook under pytest --nbval (smoke profile)"
 	@echo "make run-notebooks  re-execute notebooks in place (RESBOOK_PROFILE=full for the recorded run)"
+	@echo "make bench          training speed of the book's helpers vs the plain recipe (not part of make test)"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +48,10 @@ run-notebooks: $(STAMP)
 	for nb in $(NB); do \
 	  $(NB_ENV) $(BIN)/jupyter execute --inplace --timeout=-1 "$$nb" || exit 1; \
 	done
+
+# Training img/s, ours vs plain, per chapter model; records go to $RESBOOK_RUNS (default runs/).
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py
 
 clean:
 	rm -rf _build .pytest_cache
