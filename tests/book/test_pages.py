@@ -12,6 +12,8 @@ the system one, `$CHROMIUM` or `chromium` on the PATH). Each page must:
 * show every `<img>` (naturalWidth > 0);
 * have its math typeset by MathJax: no raw `$$`, `\\(` or `\\[` left in the text, and every
   math element holding an `mjx-container`;
+* show Markdown tables (the notebooks print their results tables as Markdown) as tables,
+  not as rows of `|` and `---`;
 * (chapters) show at least as many rendered images in cell outputs as the notebook has PNG
   outputs, and an "Open in Colab" button for that notebook in the configured repository.
 
@@ -246,6 +248,15 @@ def test_math_is_typeset(visit, path):
     assert page.math_untypeset == []
     if page.math:
         assert page.mjx_containers >= 1
+
+
+# A Markdown table's delimiter row, `|---|--:|`, also after smartquotes made `---` a dash.
+RAW_TABLE_ROW = re.compile(r"\|\s*:?[-\u2013\u2014]{1,}:?\s*\|\s*:?[-\u2013\u2014]{1,}:?\s*\|")
+
+
+@pytest.mark.parametrize("path", PAGES + SPHINX_PAGES)
+def test_markdown_tables_are_rendered(visit, path):
+    assert RAW_TABLE_ROW.findall(visit(path).prose_text) == []
 
 
 @pytest.mark.parametrize("path", CHAPTERS)
