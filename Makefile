@@ -12,6 +12,8 @@ STAMP  := $(VENV)/.installed
 NB_ENV := IPYTHONDIR=$(CURDIR)/config/ipython TQDM_DISABLE=1 MPLBACKEND=module://matplotlib_inline.backend_inline PYTHONHASHSEED=0
 
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
+# The notebooks test-notebooks and run-notebooks work on (NB=... for some of them).
+NB ?= $(NOTEBOOKS)
 
 .PHONY: help setup book test test-unit test-notebooks test-book chromium run-notebooks clean
 
@@ -40,8 +42,9 @@ test: test-unit test-notebooks test-book
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests
 
+# Usage: make test-notebooks [NB=notebooks/01_residual_math.ipynb]
 test-notebooks: $(STAMP)
-	$(NB_ENV) RESBOOK_PROFILE=smoke $(BIN)/python -m pytest --nbval --nbval-current-env -p no:cacheprovider notebooks
+	$(NB_ENV) RESBOOK_PROFILE=smoke $(BIN)/python -m pytest --nbval --nbval-current-env -p no:cacheprovider $(NB)
 
 # Every page of the built book in headless Chromium: loads, links, images, math, figures,
 # Colab buttons (tests/book/test_pages.py). Playwright drives the system's Chromium; it
@@ -62,7 +65,6 @@ chromium:
 	}
 
 # Usage: make run-notebooks [NB=notebooks/01_residual_math.ipynb] [RESBOOK_PROFILE=full RESBOOK_DATA=...]
-NB ?= $(NOTEBOOKS)
 run-notebooks: $(STAMP)
 	for nb in $(NB); do \
 	  $(NB_ENV) $(BIN)/jupyter execute --inplace --timeout=-1 "$$nb" || exit 1; \
