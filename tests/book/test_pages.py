@@ -211,6 +211,11 @@ def test_the_build_has_exactly_the_toc_pages():
     assert built == sorted(PAGES + SPHINX_PAGES)
 
 
+def test_the_toc_has_every_chapter_in_reading_order():
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    assert CHAPTERS == [nb.relative_to(ROOT).with_suffix(".html").as_posix() for nb in notebooks]
+
+
 @pytest.mark.parametrize("path", PAGES + SPHINX_PAGES)
 def test_page_loads(visit, path):
     page = visit(path)
