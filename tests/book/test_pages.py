@@ -15,7 +15,8 @@ the system one, `$CHROMIUM` or `chromium` on the PATH). Each page must:
 * show Markdown tables (the notebooks print their results tables as Markdown) as tables,
   not as rows of `|` and `---`;
 * (chapters) show at least as many rendered images in cell outputs as the notebook has PNG
-  outputs, and an "Open in Colab" button for that notebook in the configured repository.
+  outputs, and an "Open in Colab" button for that notebook in the configured repository,
+  whose first cell installs the book from that same repository (on Colab only).
 
 A full-page screenshot of each page is saved to `_build/html/_screenshots/`.
 Requests to anywhere but the local server are blocked, so the test needs no network.
@@ -269,6 +270,18 @@ def test_chapter_shows_its_figures(visit, path):
     expected = png_outputs(ROOT / Path(path).with_suffix(".ipynb"))
     shown = [img for img in visit(path).images if img["inOutput"] and img["width"] > 0]
     assert len(shown) >= expected, f"{path}: {len(shown)} figures shown, the notebook has {expected} PNG outputs"
+
+
+@pytest.mark.parametrize("path", CHAPTERS)
+def test_first_cell_installs_the_book_from_the_configured_repository_on_colab_only(path):
+    """The repository URL lives in `_config.yml` (the Colab buttons) and in each notebook's first cell."""
+    url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    notebook = json.loads((ROOT / Path(path).with_suffix(".ipynb")).read_text())
+    first = next(cell for cell in notebook["cells"] if cell["cell_type"] == "code")
+    source = "".join(first["source"])
+    assert 'if "google.colab" in sys.modules:' in source
+    assert f"@ git+{url}\"" in source, f"the install cell of {path} does not install from {url}"
+    assert "hide-input" in first["metadata"].get("tags", [])
 
 
 @pytest.mark.parametrize("path", CHAPTERS)
