@@ -12,12 +12,16 @@ STAMP  := $(VENV)/.installed
 NB_ENV := IPYTHONDIR=$(CURDIR)/config/ipython TQDM_DISABLE=1 MPLBACKEND=module://matplotlib_inline.backend_inline PYTHONHASHSEED=0
 
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
+# The notebooks test-notebooks and run-notebooks work on (NB=... for some of them).
+NB ?= $(NOTEBOOKS)
 
-.PHONY: help setup book test test-unit test-notebooks run-notebooks bench clean
+.PHONY: help setup book test test-unit test-notebooks test-book chromium run-notebooks bench clean
 
 help:
 	@echo "make book           build the HTML book into _build/html"
-	@echo "make test           unit tests + every notebook under pytest --nbval (smoke profile)"
+	@echo "make test           unit tests + every notebook under pytest --nbval (smoke profile) + test-book"
+	@echo "make test-book      build the book and open every page in headless Chromium"
+	@echo "                    (screenshots in _build/html/_screenshots)"
 	@echo "make run-notebooks  re-execute notebooks in place (RESBOOK_PROFILE=full for the recorded run)"
 	@echo "make bench          training speed of the book's helpers vs the plain recipe (not part of make test)"
 
@@ -34,16 +38,34 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
 	@echo "Open _build/html/index.html"
 
-test: test-unit test-notebooks
+test: test-unit test-notebooks test-book
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests
 
+# Usage: make test-notebooks [NB=notebooks/01_residual_math.ipynb]
 test-notebooks: $(STAMP)
-	$(NB_ENV) RESBOOK_PROFILE=smoke $(BIN)/python -m pytest --nbval --nbval-current-env -p no:cacheprovider notebooks
+	$(NB_ENV) RESBOOK_PROFILE=smoke $(BIN)/python -m pytest --nbval --nbval-current-env -p no:cacheprovider $(NB)
+
+# Every page of the built book in headless Chromium: loads, links, images, math, figures,
+# Colab buttons (tests/book/test_pages.py). Playwright drives the system's Chromium; it
+# never downloads a browser.
+test-book: book chromium
+	CHROMIUM="$$(command -v $(CHROMIUM))" $(BIN)/python -m pytest -p no:cacheprovider tests/book
+
+# Debian's chromium, installed when missing (as root; apt's lists are refreshed only if needed).
+CHROMIUM ?= chromium
+chromium:
+	@command -v $(CHROMIUM) >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "make test-book needs Chromium: install Debian's package (sudo apt-get install -y chromium) or set CHROMIUM=/path/to/chromium." >&2; \
+	    exit 1; \
+	  fi; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }; \
+	}
 
 # Usage: make run-notebooks [NB=notebooks/01_residual_math.ipynb] [RESBOOK_PROFILE=full RESBOOK_DATA=...]
-NB ?= $(NOTEBOOKS)
 run-notebooks: $(STAMP)
 	for nb in $(NB); do \
 	  $(NB_ENV) $(BIN)/jupyter execute --inplace --timeout=-1 "$$nb" || exit 1; \

@@ -4,17 +4,23 @@
    same verified, atomic download and safe extraction the datasets use, so
    the book renders its math with no network (Jupyter Book loads MathJax from
    a CDN by default).
-2. Write `book/_generated/results_table.md`, the "Runs and results" table,
-   from the run records in `book/records/` (one JSON per recorded run).
+2. Write `book/_generated/results_table.md`, the body of the "Runs and
+   results" page, from the run records in `book/records/` (one JSON per
+   recorded run): one section per chapter, in reading order, with what its
+   runs share (profile, data, device, versions) said once above a compact
+   table of what differs (run, metrics, wall time, date, commit).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from resbook import records, settings
+from resbook.records import Record
 from resbook.data.download import Remote, download, extract
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,12 +54,103 @@ def vendor_mathjax() -> Path:
     return target
 
 
+# What the runs of a chapter usually share: said once above its table, or a column where they differ.
+SHARED = ("profile", "data", "device", "versions", "seed")
+
+
+def chapter_title(chapter: str, notebooks: Path) -> str:
+    """The notebook's first heading (``# 1. Residual math``), else the chapter name itself."""
+    path = notebooks / f"{chapter}.ipynb"
+    if path.exists():
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] == "markdown":
+                for line in "".join(cell["source"]).splitlines():
+                    if line.startswith("# "):
+                        return line[2:].strip()
+    return chapter
+
+
+def _metric(name: str, value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if ("accuracy" in name or "error" in name) and 0 <= value <= 1:
+            return f"{value:.2%}"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _shared_value(rec: Record, key: str) -> str:
+    if key != "versions":
+        return str(getattr(rec, key))
+    try:
+        return settings.format_versions(rec.versions)
+    except KeyError:  # a record written by an older resbook
+        return ", ".join(f"{k} {v}" for k, v in rec.versions.items())
+
+
+def _short_commit(commit: str) -> str:
+    """``48af7b8c1d2e+dirty`` -> ``48af7b8c+dirty``: eight hex digits name a commit of this repository."""
+    sha, plus, rest = commit.partition("+")
+    return sha[:8] + plus + rest
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def results_page(recs: list[Record], notebooks: Path, link_prefix: str = "../notebooks/") -> str:
+    """The Markdown body of "Runs and results": one section per chapter, in reading order."""
+    if not recs:
+        return ("*No recorded runs yet: a chapter's runs appear here once the records of its `full` run "
+                "are committed to `book/records/`.*")
+    chapters: dict[str, list[Record]] = {}
+    for rec in recs:  # records are sorted by date; chapters by name, which is reading order (01_, 02_, ...)
+        chapters.setdefault(rec.chapter, []).append(rec)
+    out = []
+    for chapter in sorted(chapters):
+        runs = chapters[chapter]
+        title = chapter_title(chapter, notebooks)
+        out.append(f"## {title}\n")
+        n = f"{len(runs)} recorded run{'s' if len(runs) != 1 else ''}"
+        if (notebooks / f"{chapter}.ipynb").exists():
+            n += f" of [the chapter]({link_prefix}{chapter}.ipynb)"
+        out.append(n + ".\n")
+        varying = [k for k in SHARED if len({_shared_value(r, k) for r in runs}) > 1]
+        out += [f"* **{key}**: {_cell(_shared_value(runs[0], key))}" for key in SHARED if key not in varying]
+        out.append("")
+        metrics = list(dict.fromkeys(m for r in runs for m in r.metrics))
+        head = ["run", *varying, *(m.replace("_", " ") for m in metrics),
+                "wall time", "date", "commit"]
+        align = ["---"] * (1 + len(varying)) + ["--:"] * (len(metrics) + 1) + ["---", "---"]
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|" + "|".join(align) + "|")
+        for r in runs:
+            row = [r.name, *(_shared_value(r, k) for k in varying),
+                   *(_metric(m, r.metrics[m]) if m in r.metrics else "" for m in metrics),
+                   _duration(r.wall_time_s), r.date[:10], f"`{_short_commit(r.git_commit)}`"]
+            out.append("| " + " | ".join(_cell(c) for c in row) + " |")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
 def write_results_table() -> Path:
     recs = records.load_records(ROOT / "book" / "records")
     out = ROOT / "book" / "_generated" / "results_table.md"
     out.parent.mkdir(parents=True, exist_ok=True)
-    body = records.results_table(recs) if recs else "*No recorded runs yet.*"
-    out.write_text(body + "\n")
+    out.write_text(results_page(recs, ROOT / "notebooks"))
     return out
 
 
