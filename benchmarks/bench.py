@@ -1,13 +1,16 @@
 """Training speed of the book's helpers against the plain recipe a reader would write, side by side.
 
 For each chapter's model, both ways train on the same synthetic images for
-the same number of steps, in the same process on the same device; the first
-epoch (tracing, compilation, warm-up) is discarded and the second is timed,
-input pipeline included. Prints a table of images per second and the ratio
-ours / plain, and saves one run record per case (``chapter="bench"``) that
-the book's "Runs and results" page lists.
+the same number of steps, in the same process on the same device. After a
+warm-up (tracing, compilation), they are timed in alternating rounds, one
+epoch each, input pipeline included, and the median of the rounds is kept:
+a shared virtual machine's speed drifts by tens of percent from minute to
+minute, and alternating rounds expose both ways to the same drift. Prints a
+table of images per second and the ratio ours / plain, and saves one run
+record per case (``chapter="bench"``) that the book's "Runs and results"
+page lists.
 
-    python benchmarks/bench.py [--cases keras torch] [--steps N] [--out DIR]
+    python benchmarks/bench.py [--cases keras torch] [--steps N] [--rounds R] [--out DIR]
 
 Keras cases and PyTorch cases run in separate processes (TensorFlow and
 torch's triton must not share one; see the book's "How to run it").
@@ -60,14 +63,14 @@ def _images(n: int, side: int, channels: int, classes: int, seed: int = 0):
     return x, rng.integers(0, classes, n)
 
 
-def _keras_case(name: str, steps: int, on_gpu: bool) -> dict:
+def _keras_case(name: str, steps: int, rounds: int, on_gpu: bool) -> dict:
     import keras
     import numpy as np
     from keras import layers
 
     from resbook.models.keras_resnet import build_resnet
     from resbook.models.keras_transfer import backbone, classifier, freeze
-    from resbook.train.keras_fit import EpochTimer, RandomAffine, configure_precision, with_input_pipeline
+    from resbook.train.keras_fit import RandomAffine, configure_precision, with_input_pipeline
 
     _, _, depth, side, classes, batch_cpu, batch_gpu = CASES[name]
     side = side if on_gpu else CPU_SIDE.get(name, side)
@@ -75,11 +78,11 @@ def _keras_case(name: str, steps: int, on_gpu: bool) -> dict:
     x, y = _images(batch * steps, side, 3, classes)
     aug = dict(rotation=20, zoom=0.2, shift=0.1)
 
-    def timed(model, inputs):
-        model.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy")
-        timer = EpochTimer()
-        hist = model.fit(inputs, y, batch_size=batch, epochs=2, verbose=0, shuffle=True, callbacks=[timer])
-        return len(inputs) / hist.history["time_s"][1]
+    def epoch(model, inputs):
+        """One training epoch over ``inputs``; returns its wall time."""
+        t0 = time.perf_counter()
+        model.fit(inputs, y, batch_size=batch, epochs=1, verbose=0, shuffle=True)
+        return time.perf_counter() - t0
 
     # plain: what keras.io's examples do
     keras.mixed_precision.set_global_policy("float32")
@@ -93,22 +96,27 @@ def _keras_case(name: str, steps: int, on_gpu: bool) -> dict:
     else:
         app = {"resnet50": keras.applications.ResNet50, "resnet152": keras.applications.ResNet152}[depth]
         out = app(weights=None, input_shape=(side, side, 3), classes=classes)(keras_aug(inputs))
-    plain = timed(keras.Model(inputs, out), x.astype("float32") / 255)
+    plain = keras.Model(inputs, out)
 
     # ours
     policy = configure_precision()
     if name == "resnet50-transfer":
         base = backbone("resnet50", (side, side, 3))
         freeze(base)
-        model = classifier(base, classes, head="modern", augment=RandomAffine(flip=True, **aug))
+        ours = classifier(base, classes, head="modern", augment=RandomAffine(flip=True, **aug))
     else:
-        model = with_input_pipeline(build_resnet(depth, (side, side, 3), classes), RandomAffine(flip=True, **aug))
-    ours = timed(model, x)
+        ours = with_input_pipeline(build_resnet(depth, (side, side, 3), classes), RandomAffine(flip=True, **aug))
+
+    ways = {"plain": (plain, x.astype("float32") / 255), "ours": (ours, x)}
+    for model, data in ways.values():
+        model.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy")
+        epoch(model, data)  # warm-up: trace and compile
+    plain, ours = _alternate({k: (lambda m=m, d=d: epoch(m, d)) for k, (m, d) in ways.items()}, rounds, len(x))
     return {"side": side, "batch": batch, "images": len(x), "plain_img_s": plain, "ours_img_s": ours,
             "ours_precision": policy}
 
 
-def _torch_case(name: str, steps: int, on_gpu: bool) -> dict:
+def _torch_case(name: str, steps: int, rounds: int, on_gpu: bool) -> dict:
     import torch
     from torch.nn import functional as F
     from torch.utils.data import DataLoader, TensorDataset
@@ -124,47 +132,61 @@ def _torch_case(name: str, steps: int, on_gpu: bool) -> dict:
 
     # plain: a DataLoader on the host, NCHW float32, one copy per batch
     torch.manual_seed(0)
-    model = mnist_resnet().to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    plain_model = mnist_resnet().to(device)
+    plain_opt = torch.optim.SGD(plain_model.parameters(), lr=0.01, momentum=0.9)
     loader = DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True)
-    times = []
-    for _ in range(2):
+
+    def plain_epoch():
         t0 = time.perf_counter()
-        model.train()
+        plain_model.train()
         for xb, yb in loader:
             xb, yb = xb.to(device), yb.to(device)
-            opt.zero_grad()
-            F.cross_entropy(model(xb), yb).backward()
-            opt.step()
+            plain_opt.zero_grad()
+            F.cross_entropy(plain_model(xb), yb).backward()
+            plain_opt.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    plain = len(x) / times[1]
+        return time.perf_counter() - t0
 
-    # ours
+    # ours: fit() keeps the data on the device; its epoch time excludes the one-off copy there
     torch.manual_seed(0)
-    model = mnist_resnet()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    hist = fit(model, opt, (x, y), epochs=2, batch_size=batch, device=device, verbose=False)
-    ours = len(x) / hist["time_s"][1]
+    ours_model = mnist_resnet()
+    ours_opt = torch.optim.SGD(ours_model.parameters(), lr=0.01, momentum=0.9)
+
+    def ours_epoch():
+        return fit(ours_model, ours_opt, (x, y), epochs=1, batch_size=batch, device=device, verbose=False)["time_s"][0]
+
+    plain_epoch(), ours_epoch()  # warm-up
+    plain, ours = _alternate({"plain": plain_epoch, "ours": ours_epoch}, rounds, len(x))
     dtype = autocast_dtype(device)
     return {"side": side, "batch": batch, "images": len(x), "plain_img_s": plain, "ours_img_s": ours,
             "ours_precision": str(dtype).replace("torch.", "") if dtype else "float32"}
 
 
-def run_cases(framework: str, steps: int, out: Path | None) -> list[dict]:
+def _alternate(epochs: dict, rounds: int, images: int) -> tuple[float, float]:
+    """Time ``plain`` and ``ours`` in alternating rounds; median images per second of each."""
+    import statistics
+    seconds = {k: [] for k in epochs}
+    for _ in range(rounds):
+        for k, epoch in epochs.items():
+            seconds[k].append(epoch())
+    return tuple(images / statistics.median(seconds[k]) for k in ("plain", "ours"))
+
+
+def run_cases(framework: str, steps: int, rounds: int, out: Path | None) -> list[dict]:
     """Run every case of one framework in this process; save a run record per case."""
     from resbook import records, settings
     if framework == "torch":
         settings.tensorboard_without_tensorflow()
     on_gpu = settings.gpu_name() is not None
-    run = settings.describe_run("bench", data=f"synthetic uint8 images, {steps} steps per epoch", steps=steps)
+    run = settings.describe_run("bench", data=f"synthetic uint8 images, {steps} steps per epoch", steps=steps,
+                                rounds=rounds)
     rows = []
     for name, spec in CASES.items():
         if spec[0] != framework:
             continue
         with records.recording(run, name, directory=out, framework=framework, chapter_model=spec[1]) as rec:
-            result = (_keras_case if framework == "keras" else _torch_case)(name, steps, on_gpu)
+            result = (_keras_case if framework == "keras" else _torch_case)(name, steps, rounds, on_gpu)
             result["ratio"] = result["ours_img_s"] / result["plain_img_s"]
             rec.metrics.update(result)
         rows.append({"case": name, **result})
@@ -176,17 +198,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="+", choices=["keras", "torch"], default=["keras", "torch"])
     parser.add_argument("--steps", type=int, default=None, help="training steps per timed epoch (default: 8 on CPU, 50 on GPU)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating timed rounds; the median is kept")
     parser.add_argument("--out", type=Path, default=None, help="where run records go (default: $RESBOOK_RUNS or runs/)")
     parser.add_argument("--framework", choices=["keras", "torch"], help=argparse.SUPPRESS)  # one subprocess
     args = parser.parse_args(argv)
     if args.framework:
         from resbook import settings
         steps = args.steps or (50 if settings.gpu_name() else 8)
-        run_cases(args.framework, steps, args.out)
+        run_cases(args.framework, steps, args.rounds, args.out)
         return 0
     rows = []
     for framework in args.cases:  # one process per framework
-        cmd = [sys.executable, __file__, "--framework", framework]
+        cmd = [sys.executable, __file__, "--framework", framework, "--rounds", str(args.rounds)]
         cmd += ["--steps", str(args.steps)] if args.steps else []
         cmd += ["--out", str(args.out)] if args.out else []
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
