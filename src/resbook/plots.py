@@ -28,6 +28,29 @@ def _series(history: Mapping[str, Sequence[float]], key: str) -> tuple[np.ndarra
     return x[: len(y)], y
 
 
+def _smoothed(x: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Moving average of ``k`` points (x aligned to each window's last point); unchanged if k <= 1."""
+    if k > 1 and len(y) >= k:
+        return x[k - 1:], np.convolve(y, np.ones(k) / k, mode="valid")
+    return x, y
+
+
+def _finish_panel(ax, xlabel: str, ylabel: str, log: bool) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def _finish_figure(fig, title: str | None):
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def plot_curves(histories: Mapping[str, Mapping[str, Sequence[float]]],
                 keys: Sequence[str] = ("loss", "val_accuracy"), logy: Sequence[str] = (),
                 styles: Mapping[str, Mapping] | None = None, smooth: int = 1,
@@ -47,12 +70,9 @@ def plot_curves(histories: Mapping[str, Mapping[str, Sequence[float]]],
         for name, hist in histories.items():
             if key not in hist and key.replace("error", "accuracy") not in hist:
                 continue
-            x, y = _series(hist, key)
+            x, y = _smoothed(*_series(hist, key), smooth)
             if len(y) == 0:
                 continue
-            if smooth > 1 and len(y) >= smooth:
-                y = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
-                x = x[smooth - 1:]
             line, = ax.plot(x, y, label=name if not validation else f"{name} (training)",
                             **(styles or {}).get(name, {}))
             val_key = f"val_{key}"
@@ -63,16 +83,8 @@ def plot_curves(histories: Mapping[str, Mapping[str, Sequence[float]]],
             ax.axvline(at, color="grey", linestyle=":", linewidth=1)
             ax.annotate(label, (at, 1), xycoords=("data", "axes fraction"), rotation=90,
                         va="top", ha="right", fontsize=8, color="grey")
-        ax.set_xlabel("step" if key == "step_loss" else "epoch")
-        ax.set_ylabel(LABELS.get(key, key))
-        if key in logy:
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+        _finish_panel(ax, "step" if key == "step_loss" else "epoch", LABELS.get(key, key), key in logy)
+    return _finish_figure(fig, title)
 
 
 def plot_scalars(scalars: Mapping[str, tuple[Sequence[float], Sequence[float]]],
@@ -91,23 +103,11 @@ def plot_scalars(scalars: Mapping[str, tuple[Sequence[float], Sequence[float]]],
         for tag in tags:
             if tag not in scalars:
                 continue
-            x, y = (np.asarray(v, dtype=float) for v in scalars[tag])
-            k = (smooth or {}).get(panel, 1)
-            if k > 1 and len(y) >= k:
-                y = np.convolve(y, np.ones(k) / k, mode="valid")
-                x = x[k - 1:]
+            x, y = _smoothed(*(np.asarray(v, dtype=float) for v in scalars[tag]), (smooth or {}).get(panel, 1))
             ax.plot(x, y, marker="." if len(x) <= 30 else None, label=tag)
-        ax.set_xlabel(xlabel if isinstance(xlabel, str) else xlabel.get(panel, "epoch"))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs and steps are whole numbers
-        ax.set_ylabel(panel)
-        if panel in logy:
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+        _finish_panel(ax, xlabel if isinstance(xlabel, str) else xlabel.get(panel, "epoch"), panel, panel in logy)
+    return _finish_figure(fig, title)
 
 
 def image_grid(images: Sequence[np.ndarray] | np.ndarray, titles: Sequence[str] | None = None,
@@ -130,10 +130,7 @@ def image_grid(images: Sequence[np.ndarray] | np.ndarray, titles: Sequence[str] 
         if titles is not None:
             ax.set_title(titles[i], fontsize=8,
                          color=title_colors[i] if title_colors is not None else "black")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish_figure(fig, title)
 
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], class_names: Sequence[str],
@@ -156,5 +153,4 @@ def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], class_names: 
     fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class" if normalize else "count")
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish_figure(fig, None)
