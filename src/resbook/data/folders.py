@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ResbookError, brief
-from ..settings import progress_bar
+from ..settings import cache_dir, progress_bar
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 SHOWN = 3  # how many file names a one-line summary quotes
@@ -269,7 +269,6 @@ def decode_image(path: str | os.PathLike, size: int) -> np.ndarray:
 
 def _cache_path(index: FolderIndex, size: int) -> Path:
     """Where ``load_images`` caches this index at this size: named by a hash of what it depends on."""
-    from ..settings import cache_dir
     stats = [(f, st.st_size, st.st_mtime_ns) for f, st in zip(index.files, (p.stat() for p in index.paths))]
     key = hashlib.sha256(json.dumps([CACHE_VERSION, size, stats]).encode()).hexdigest()[:20]
     return cache_dir() / "decoded" / f"{index.root.name}-{size}px-{key}.npz"

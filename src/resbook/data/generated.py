@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from ..settings import cache_dir
+
 FLOWER_CLASSES = ("daisy", "dandelion", "rose", "sunflower", "tulip")
 
 
@@ -133,7 +135,6 @@ def make_flowers(root: str | os.PathLike, n_per_class: int = 40, seed: int = 0,
 
 def generated_flowers(n_per_class: int = 40, seed: int = 0, cache: str | os.PathLike | None = None) -> Path:
     """The generated flower folder for ``(n_per_class, seed)``, made once and cached."""
-    from ..settings import cache_dir
     base = Path(cache) if cache is not None else cache_dir() / "generated"
     root = base / f"flowers-n{n_per_class}-s{seed}"
     if not root.exists():

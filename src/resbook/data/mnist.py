@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ResbookError
+from ..settings import profile
 
 MNIST_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -99,7 +100,6 @@ def load_digits(profile_name: str | None = None, n_train: int = 2048, n_test: in
     or downloads (the first ``n_train`` / ``n_test`` of each split); ``smoke``
     draws ``n_train`` + ``n_test`` digit-like images with :func:`make_digits`.
     """
-    from ..settings import profile
     from .generated import make_digits
     from .sources import fetch
     if profile(profile_name) == "smoke":

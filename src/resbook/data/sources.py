@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ResbookError
+from ..settings import cache_dir, data_root, profile
 from .download import Remote, download, extract
 from .folders import FolderIndex, Split, index_files, split
 
@@ -134,7 +135,6 @@ def fetch(name: str, dest: str | os.PathLike | None = None, progress: bool = Tru
     Nothing is deleted: a wrong file already in place stays, and the error
     says what to do.
     """
-    from ..settings import cache_dir, data_root
     src = source(name)
     local = data_root() / name if data_root() else None
     if local is not None and local.is_dir():
@@ -165,7 +165,6 @@ def flowers_folder(name: str = "flowers-recognition", profile_name: str | None =
     ``"flower_photos_subset"`` (a local subset of tf_flowers; without it, the
     full tf_flowers download is used).
     """
-    from ..settings import data_root, profile
     from .generated import generated_flowers
     if profile(profile_name) == "smoke":
         return generated_flowers(n_per_class=n_per_class)
