@@ -15,7 +15,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 # The notebooks test-notebooks and run-notebooks work on (NB=... for some of them).
 NB ?= $(NOTEBOOKS)
 
-.PHONY: help setup book test test-unit test-notebooks test-book chromium run-notebooks bench clean
+.PHONY: help setup book test test-unit test-notebooks test-book test-jax chromium run-notebooks bench clean
 
 help:
 	@echo "make book           build the HTML book into _build/html"
@@ -24,6 +24,7 @@ help:
 	@echo "                    (screenshots in _build/html/_screenshots)"
 	@echo "make run-notebooks  re-execute notebooks in place (RESBOOK_PROFILE=full for the recorded run)"
 	@echo "make bench          training speed of the book's helpers vs the plain recipe (not part of make test)"
+	@echo "make test-jax       the Keras tests again on the JAX backend (installs jax[cpu]; not part of make test)"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,6 +65,13 @@ chromium:
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }; \
 	}
+
+# The Keras code uses keras.ops only, so it runs on JAX as on TensorFlow (the lent GPU machine
+# has JAX and no TensorFlow). This runs the Keras tests with KERAS_BACKEND=jax on this machine.
+KERAS_TESTS := tests/test_keras_resnet.py tests/test_keras_fit.py tests/test_keras_transfer.py tests/test_views.py
+test-jax: $(STAMP)
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt "jax[cpu]"
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -p no:cacheprovider $(KERAS_TESTS)
 
 # Usage: make run-notebooks [NB=notebooks/01_residual_math.ipynb] [RESBOOK_PROFILE=full RESBOOK_DATA=...]
 run-notebooks: $(STAMP)
