@@ -34,8 +34,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+# A clean build every time (about 5 s): Sphinx never deletes pages that left the book.
 book: $(STAMP)
 	$(BIN)/python book/prepare.py
+	rm -rf _build
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
 	@echo "Open _build/html/index.html"
 
