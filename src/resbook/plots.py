@@ -36,6 +36,7 @@ def _smoothed(x: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndar
 
 
 def _finish_panel(ax, xlabel: str, ylabel: str, log: bool) -> None:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs and steps are whole numbers
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if log:
@@ -105,7 +106,6 @@ def plot_scalars(scalars: Mapping[str, tuple[Sequence[float], Sequence[float]]],
                 continue
             x, y = _smoothed(*(np.asarray(v, dtype=float) for v in scalars[tag]), (smooth or {}).get(panel, 1))
             ax.plot(x, y, marker="." if len(x) <= 30 else None, label=tag)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs and steps are whole numbers
         _finish_panel(ax, xlabel if isinstance(xlabel, str) else xlabel.get(panel, "epoch"), panel, panel in logy)
     return _finish_figure(fig, title)
 
