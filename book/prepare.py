@@ -58,8 +58,14 @@ def vendor_mathjax() -> Path:
 SHARED = ("profile", "data", "device", "versions", "seed")
 
 
+# Records that belong to no notebook: benchmarks/bench.py writes chapter "bench".
+OTHER_TITLES = {"bench": "Training speed: the book's helpers vs the plain recipe (make bench)"}
+
+
 def chapter_title(chapter: str, notebooks: Path) -> str:
-    """The notebook's first heading (``# 1. Residual math``), else the chapter name itself."""
+    """The notebook's first heading (``# 1. Residual math``), else a known title, else the name itself."""
+    if chapter in OTHER_TITLES:
+        return OTHER_TITLES[chapter]
     path = notebooks / f"{chapter}.ipynb"
     if path.exists():
         for cell in json.loads(path.read_text())["cells"]:
