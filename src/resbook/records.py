@@ -66,17 +66,10 @@ def git_commit(cwd: Path | None = None) -> str:
 
 
 @dataclass
-class Record:
-    """One training run: where it ran, with what, and what it measured."""
+class Record(Run):
+    """One training run: the :class:`~resbook.settings.Run` it belongs to, and what it measured."""
 
-    chapter: str
-    name: str
-    profile: str
-    data: str
-    device: str
-    versions: dict[str, str]
-    seed: int
-    settings: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     wall_time_s: float | None = None
     git_commit: str = "unknown"
@@ -85,9 +78,9 @@ class Record:
     @classmethod
     def start(cls, run: Run, name: str, **settings: Any) -> "Record":
         base = run.as_dict()
-        merged = {**base.pop("settings"), **settings}
-        return cls(name=name, settings=merged, git_commit=git_commit(),
-                   date=datetime.now(timezone.utc).isoformat(timespec="seconds"), **base)
+        base["settings"] = {**base["settings"], **settings}
+        return cls(**base, name=name, git_commit=git_commit(),
+                   date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in RECORD_FIELDS}
