@@ -165,12 +165,17 @@ def fit(model: keras.Model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.
     """
     keras.utils.set_random_seed(seed)
     model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics), jit_compile=jit_compile)
+    verbose = progress_verbosity() if verbose is None else verbose
+    if verbose:
+        device = gpu_name() or "cpu"
+        print(f"{model.name}: training on {device} ({keras.backend.backend()} backend) with "
+              f"{keras.mixed_precision.global_policy().name}, XLA {'on' if model.jit_compile else 'off'}, "
+              f"batch {batch_size}, {len(train[0])} examples")
     cbs = [EpochTimer(), *callbacks]
     if restore_best and val is not None:
         cbs.append(KeepBest("val_accuracy", "max"))
     history = model.fit(train[0], train[1], validation_data=val, epochs=epochs, batch_size=batch_size,
-                        shuffle=True, callbacks=cbs,
-                        verbose=progress_verbosity() if verbose is None else verbose)
+                        shuffle=True, callbacks=cbs, verbose=verbose)
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 
