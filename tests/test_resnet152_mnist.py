@@ -1,0 +1,31 @@
+"""Chapter 4's pieces: padded digits into a frozen ResNet-152 with the article's dense head, and a
+small end-to-end network that learns the padded digits."""
+
+import keras
+import numpy as np
+
+from resbook.data.generated import make_digits
+from resbook.data.mnist import pad_to_rgb32
+from resbook.models.keras_resnet import build_resnet
+from resbook.models.keras_transfer import backbone, classifier, count_trainable, freeze
+from resbook.train.keras_fit import RandomAffine, fit, with_input_pipeline
+
+
+def test_frozen_resnet152_trains_only_the_dense_head():
+    base = backbone("resnet152", (32, 32, 3), pooling=None)
+    freeze(base)
+    model = classifier(base, classes=10, head="dense")
+    assert model.count_params() == 58_370_944 + 2048 * 10 + 10
+    assert count_trainable(model) == 2048 * 10 + 10
+    x = pad_to_rgb32(make_digits(4)[0])
+    assert model.predict(x, verbose=0).shape == (4, 10)
+
+
+def test_loss_falls_on_padded_generated_digits():
+    (x, y), (xv, yv) = make_digits(300, seed=0), make_digits(100, seed=1)
+    x, xv = pad_to_rgb32(x), pad_to_rgb32(xv)
+    net = build_resnet("resnet18", (32, 32, 3), classes=10)
+    model = with_input_pipeline(net, RandomAffine(flip=False, rotation=10, shift=0.1, seed=0))
+    hist = fit(model, (x, y), (xv, yv), epochs=5, batch_size=50, optimizer=keras.optimizers.Adam(1e-3), verbose=0)
+    assert hist["loss"][-1] < 0.5 * hist["loss"][0]
+    assert np.isfinite(hist["val_loss"]).all()
