@@ -9,6 +9,9 @@
    recorded run): one section per chapter, in reading order, with what its
    runs share (profile, data, device, versions) said once above a compact
    table of what differs (run, metrics, wall time, date, commit).
+3. Write `book/_generated/shown_outputs.md`: for each notebook, the profile,
+   data and device of the run whose outputs it shows, read from the run
+   description its set-up cell printed (so it cannot drift from the notebook).
 """
 
 from __future__ import annotations
@@ -129,7 +132,7 @@ def results_page(recs: list[Record], notebooks: Path, link_prefix: str = "../not
     for chapter in sorted(chapters):
         runs = chapters[chapter]
         title = chapter_title(chapter, notebooks)
-        out.append(f"## {title}\n")
+        out.append(f"### {title}\n")
         n = f"{len(runs)} recorded run{'s' if len(runs) != 1 else ''}"
         if (notebooks / f"{chapter}.ipynb").exists():
             n += f" of [the chapter]({link_prefix}{chapter}.ipynb)"
@@ -152,11 +155,34 @@ def results_page(recs: list[Record], notebooks: Path, link_prefix: str = "../not
     return "\n".join(out).rstrip() + "\n"
 
 
+def run_description(notebook: Path) -> dict[str, str]:
+    """The ``key   value`` lines :func:`resbook.settings.describe_run` printed in ``notebook``'s outputs."""
+    for cell in json.loads(notebook.read_text())["cells"]:
+        for output in cell.get("outputs", []):
+            text = "".join(output.get("text", ""))
+            if text.startswith("chapter "):
+                return dict(line.split(maxsplit=1) for line in text.splitlines() if len(line.split(maxsplit=1)) == 2)
+    return {}
+
+
+def shown_outputs(notebooks: Path, link_prefix: str = "../notebooks/") -> str:
+    """A table: for each chapter, the profile, data and device of the outputs its page shows."""
+    rows = ["| chapter | outputs shown | data | device |", "|---|---|---|---|"]
+    for path in sorted(notebooks.glob("*.ipynb")):
+        run = run_description(path)
+        profile = run["profile"].split(" ", 1)[0] if "profile" in run else "not run"
+        shown = f"**{profile}**" if profile == "full" else profile
+        title = f"[{chapter_title(path.stem, notebooks)}]({link_prefix}{path.name})"
+        rows.append("| " + " | ".join(_cell(c) for c in (title, shown, run.get("data", ""), run.get("device", ""))) + " |")
+    return "\n".join(rows) + "\n"
+
+
 def write_results_table() -> Path:
     recs = records.load_records(ROOT / "book" / "records")
     out = ROOT / "book" / "_generated" / "results_table.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(results_page(recs, ROOT / "notebooks"))
+    (out.parent / "shown_outputs.md").write_text(shown_outputs(ROOT / "notebooks"))
     return out
 
 

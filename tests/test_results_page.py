@@ -57,3 +57,18 @@ def test_what_differs_between_runs_becomes_a_column(prepare, notebooks):
 
 def test_no_records(prepare, notebooks):
     assert "No recorded runs yet" in prepare.results_page([], notebooks)
+
+
+def test_shown_outputs_reads_the_profile_each_notebook_printed(prepare, tmp_path):
+    printed = ("chapter   01_residual_math\nprofile   full (the articles' settings)\n"
+               "data      MNIST idx files\ndevice    CPU: test (2 cores)\nseed      0\n")
+    cells = [{"cell_type": "markdown", "source": ["# 1. Residual math"]},
+             {"cell_type": "code", "source": [], "outputs": [{"output_type": "stream", "name": "stdout",
+                                                              "text": printed}]}]
+    (tmp_path / "01_residual_math.ipynb").write_text(json.dumps({"cells": cells}))
+    (tmp_path / "02_unrun.ipynb").write_text(json.dumps({"cells": [{"cell_type": "code", "source": [],
+                                                                      "outputs": []}]}))
+    table = prepare.shown_outputs(tmp_path)
+    assert ("| [1. Residual math](../notebooks/01_residual_math.ipynb) | **full** | MNIST idx files "
+            "| CPU: test (2 cores) |") in table
+    assert "| [02_unrun](../notebooks/02_unrun.ipynb) | not run |  |  |" in table
