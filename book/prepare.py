@@ -172,8 +172,13 @@ def shown_outputs(notebooks: Path, link_prefix: str = "../notebooks/") -> str:
         run = run_description(path)
         profile = run["profile"].split(" ", 1)[0] if "profile" in run else "not run"
         shown = f"**{profile}**" if profile == "full" else profile
-        title = f"[{chapter_title(path.stem, notebooks)}]({link_prefix}{path.name})"
-        rows.append("| " + " | ".join(_cell(c) for c in (title, shown, run.get("data", ""), run.get("device", ""))) + " |")
+        number = chapter_title(path.stem, notebooks).split(". ", 1)[0]
+        name = f"Chapter {number}" if number.isdigit() else path.stem
+        title = f"[{name}]({link_prefix}{path.name})"
+        data = run.get("data", "")
+        if "/generated/" in data:  # a path in the cache of whoever ran it: say what it is
+            data = f"generated ({data.rstrip('/').rsplit('/', 1)[-1]})"
+        rows.append("| " + " | ".join(_cell(c) for c in (title, shown, data, run.get("device", ""))) + " |")
     return "\n".join(rows) + "\n"
 
 

@@ -66,9 +66,13 @@ def test_shown_outputs_reads_the_profile_each_notebook_printed(prepare, tmp_path
              {"cell_type": "code", "source": [], "outputs": [{"output_type": "stream", "name": "stdout",
                                                               "text": printed}]}]
     (tmp_path / "01_residual_math.ipynb").write_text(json.dumps({"cells": cells}))
+    (tmp_path / "03_smoke.ipynb").write_text(json.dumps({"cells": [{"cell_type": "code", "source": [], "outputs": [
+        {"output_type": "stream", "name": "stdout", "text": printed.replace("full (", "smoke (").replace(
+            "MNIST idx files", "/home/reader/.cache/resbook/generated/flowers-n40-s0")}]}]}))
     (tmp_path / "02_unrun.ipynb").write_text(json.dumps({"cells": [{"cell_type": "code", "source": [],
                                                                       "outputs": []}]}))
     table = prepare.shown_outputs(tmp_path)
-    assert ("| [1. Residual math](../notebooks/01_residual_math.ipynb) | **full** | MNIST idx files "
+    assert ("| [Chapter 1](../notebooks/01_residual_math.ipynb) | **full** | MNIST idx files "
             "| CPU: test (2 cores) |") in table
     assert "| [02_unrun](../notebooks/02_unrun.ipynb) | not run |  |  |" in table
+    assert "| [03_smoke](../notebooks/03_smoke.ipynb) | smoke | generated (flowers-n40-s0) | CPU: test (2 cores) |" in table
