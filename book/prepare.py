@@ -65,18 +65,26 @@ SHARED = ("profile", "data", "device", "versions", "seed")
 OTHER_TITLES = {"bench": "Training speed: the book's helpers vs the plain recipe (make bench)"}
 
 
+def _cells(notebook: Path) -> list[dict[str, Any]]:
+    return json.loads(notebook.read_text())["cells"]
+
+
+def _first_heading(cells: list[dict[str, Any]]) -> str | None:
+    """The first ``# ...`` line of the markdown cells (``# 1. Residual math`` -> ``1. Residual math``)."""
+    for cell in cells:
+        if cell["cell_type"] == "markdown":
+            for line in "".join(cell["source"]).splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return None
+
+
 def chapter_title(chapter: str, notebooks: Path) -> str:
     """The notebook's first heading (``# 1. Residual math``), else a known title, else the name itself."""
     if chapter in OTHER_TITLES:
         return OTHER_TITLES[chapter]
     path = notebooks / f"{chapter}.ipynb"
-    if path.exists():
-        for cell in json.loads(path.read_text())["cells"]:
-            if cell["cell_type"] == "markdown":
-                for line in "".join(cell["source"]).splitlines():
-                    if line.startswith("# "):
-                        return line[2:].strip()
-    return chapter
+    return (_first_heading(_cells(path)) if path.exists() else None) or chapter
 
 
 def _metric(name: str, value: Any) -> str:
@@ -155,13 +163,14 @@ def results_page(recs: list[Record], notebooks: Path, link_prefix: str = "../not
     return "\n".join(out).rstrip() + "\n"
 
 
-def run_description(notebook: Path) -> dict[str, str]:
-    """The ``key   value`` lines :func:`resbook.settings.describe_run` printed in ``notebook``'s outputs."""
-    for cell in json.loads(notebook.read_text())["cells"]:
+def run_description(cells: list[dict[str, Any]]) -> dict[str, str]:
+    """The ``key   value`` lines :func:`resbook.settings.describe_run` printed in a notebook's outputs."""
+    for cell in cells:
         for output in cell.get("outputs", []):
             text = "".join(output.get("text", ""))
             if text.startswith("chapter "):
-                return dict(line.split(maxsplit=1) for line in text.splitlines() if len(line.split(maxsplit=1)) == 2)
+                pairs = (line.split(maxsplit=1) for line in text.splitlines())
+                return dict(pair for pair in pairs if len(pair) == 2)
     return {}
 
 
@@ -169,10 +178,11 @@ def shown_outputs(notebooks: Path, link_prefix: str = "../notebooks/") -> str:
     """A table: for each chapter, the profile, data and device of the outputs its page shows."""
     rows = ["| chapter | outputs shown | data | device |", "|---|---|---|---|"]
     for path in sorted(notebooks.glob("*.ipynb")):
-        run = run_description(path)
+        cells = _cells(path)  # read once: the run description and the heading both come from it
+        run = run_description(cells)
         profile = run["profile"].split(" ", 1)[0] if "profile" in run else "not run"
         shown = f"**{profile}**" if profile == "full" else profile
-        number = chapter_title(path.stem, notebooks).split(". ", 1)[0]
+        number = (_first_heading(cells) or path.stem).split(". ", 1)[0]
         name = f"Chapter {number}" if number.isdigit() else path.stem
         title = f"[{name}]({link_prefix}{path.name})"
         data = run.get("data", "")
