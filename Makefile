@@ -8,14 +8,16 @@ STAMP  := $(VENV)/.installed
 
 # Environment for executing notebooks: our kernel config (TensorFlow's C++
 # log lines stay on the terminal instead of landing in cells), no progress
-# bars in stored outputs, matplotlib without a display.
-NB_ENV := IPYTHONDIR=$(CURDIR)/config/ipython TQDM_DISABLE=1 MPLBACKEND=module://matplotlib_inline.backend_inline PYTHONHASHSEED=0
+# bars in stored outputs, matplotlib without a display. Defined once, in
+# book/run_notebooks.py, which also makes the recorded runs.
+NB_ENV := $(shell $(PYTHON) book/run_notebooks.py --print-env)
 
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 # The notebooks test-notebooks and run-notebooks work on (NB=... for some of them).
 NB ?= $(NOTEBOOKS)
 
-.PHONY: help setup book test test-unit test-notebooks test-book test-jax chromium run-notebooks bench clean
+.PHONY: help setup book test test-unit test-notebooks test-book test-jax chromium run-notebooks bench \
+        device-payload device-collect clean
 
 help:
 	@echo "make book           build the HTML book into _build/html"
@@ -25,6 +27,8 @@ help:
 	@echo "make run-notebooks  re-execute notebooks in place (RESBOOK_PROFILE=full for the recorded run)"
 	@echo "make bench          training speed of the book's helpers vs the plain recipe (not part of make test)"
 	@echo "make test-jax       the Keras tests again on the JAX backend (installs jax[cpu]; not part of make test)"
+	@echo "make device-payload what the full run on the lent GPU machine carries (.device/; see book/device_run.sh)"
+	@echo "make device-collect ARCHIVE=...  unpack that run's notebooks and records into the repository"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -77,9 +81,25 @@ test-jax: $(STAMP)
 
 # Usage: make run-notebooks [NB=notebooks/01_residual_math.ipynb] [RESBOOK_PROFILE=full RESBOOK_DATA=...]
 run-notebooks: $(STAMP)
-	for nb in $(NB); do \
-	  $(NB_ENV) $(BIN)/jupyter execute --inplace --timeout=-1 "$$nb" || exit 1; \
-	done
+	$(BIN)/python book/run_notebooks.py $(NB)
+
+# The full run on the lent GPU machine (book/device_run.sh says how): .device/ carries the
+# wheels that machine lacks (not the debugger and completion engine, which a kernel runs
+# without), the real data, and the commit being run. Check the size: 64 MiB per call in all.
+SHARED       ?= ../shared
+DEVICE_DATA  ?= flowers-recognition flower_photos_subset mnist
+device-payload:
+	@git diff --quiet HEAD -- src notebooks book || echo "warning: uncommitted changes; the run's records will say +dirty" >&2
+	rm -rf .device && mkdir -p .device/wheels .device/data
+	cp $(SHARED)/device-wheels/*.whl .device/wheels/
+	rm -f .device/wheels/debugpy-*.whl .device/wheels/jedi-*.whl .device/wheels/parso-*.whl
+	for d in $(DEVICE_DATA); do cp -r $(SHARED)/data/$$d .device/data/ || exit 1; done
+	echo "$$(git rev-parse --short=12 HEAD)$$(git diff --quiet HEAD -- src notebooks book || echo +dirty)" > .device/commit
+	du -sh --apparent-size .device
+
+# Usage: make device-collect ARCHIVE=/work/.device/.../full-run.tar.gz
+device-collect:
+	$(PYTHON) book/run_notebooks.py --collect "$(ARCHIVE)"
 
 # Training img/s, ours vs plain, per chapter model; records go to $RESBOOK_RUNS (default runs/).
 bench: $(STAMP)

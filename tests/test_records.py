@@ -53,5 +53,11 @@ def test_missing_records_folder_is_empty(tmp_path):
     assert records.load_records(tmp_path / "nothing") == []
 
 
-def test_git_commit_outside_a_repo(tmp_path):
+def test_git_commit_outside_a_repo(tmp_path, monkeypatch):
+    monkeypatch.delenv("RESBOOK_GIT_COMMIT", raising=False)
     assert records.git_commit(tmp_path) == "unknown"
+
+
+def test_git_commit_named_by_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESBOOK_GIT_COMMIT", "0123456789ab")
+    assert records.git_commit(tmp_path) == "0123456789ab"

@@ -55,7 +55,13 @@ def _repo_root(start: Path) -> Path:
 
 
 def git_commit(cwd: Path | None = None) -> str:
-    """The commit the code ran at, with ``+dirty`` when the tree had changes; ``'unknown'`` outside git."""
+    """The commit the code ran at, with ``+dirty`` when the tree had changes; ``'unknown'`` outside git.
+
+    ``$RESBOOK_GIT_COMMIT``, when set, is the answer: a copy of the tree without
+    ``.git`` (as on the lent GPU machine) says this way which commit it is.
+    """
+    if os.environ.get("RESBOOK_GIT_COMMIT"):
+        return os.environ["RESBOOK_GIT_COMMIT"]
     try:
         kw = dict(cwd=cwd or Path.cwd(), capture_output=True, text=True, timeout=10, check=True)
         sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], **kw).stdout.strip()
