@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -24,6 +25,16 @@ from keras import layers, ops
 
 from ..data.folders import decode_image
 from ..settings import gpu_name
+
+
+class _DropRetracingNotice(logging.Filter):
+    """TensorFlow warns when ``predict`` traces again; a new model per run does that by design."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+logging.getLogger("tensorflow").addFilter(_DropRetracingNotice())
 
 
 def progress_verbosity() -> int:
