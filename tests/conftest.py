@@ -10,6 +10,7 @@ imports a framework. The notebooks never mix the two: each runs in its own kerne
 
 import importlib.util
 import os
+from pathlib import Path
 
 if importlib.util.find_spec("triton") is not None:
     import triton  # noqa: F401  (must precede TensorFlow; see above)
@@ -82,3 +83,15 @@ def http_server(monkeypatch):
     server.shutdown()
     server.server_close()
     thread.join()
+
+
+@pytest.fixture(scope="session")
+def book_script():
+    """Import one of the book's scripts, ``book/<name>.py`` (the folder is not a package)."""
+    def load(name: str):
+        path = Path(__file__).resolve().parent.parent / "book" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"book_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load

@@ -1,22 +1,15 @@
 """The "Runs and results" page body that book/prepare.py generates from run records."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from resbook.records import Record
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 @pytest.fixture(scope="module")
-def prepare():
-    spec = importlib.util.spec_from_file_location("book_prepare", ROOT / "book" / "prepare.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def prepare(book_script):
+    return book_script("prepare")
 
 
 def record(chapter, name, date, device="CPU: test (2 cores)", **metrics):

@@ -1,6 +1,5 @@
 """book/run_notebooks.py: executes notebooks as the recorded runs do, packs them, and unpacks them safely."""
 
-import importlib.util
 import io
 import json
 import tarfile
@@ -9,15 +8,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 @pytest.fixture(scope="module")
-def runner():
-    spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "book" / "run_notebooks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def runner(book_script):
+    return book_script("run_notebooks")
 
 
 def notebook(path: Path, *sources: str) -> Path:
