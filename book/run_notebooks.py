@@ -17,10 +17,10 @@ config that keeps TensorFlow's C++ log lines out of cells, no progress bars,
 inline figures, a fixed hash seed) and is saved in place, also when a cell
 fails, so the error can be read. A notebook that fails does not stop the
 others. With ``--archive``, the executed notebooks, the run records they wrote
-(``$RESBOOK_RUNS``, relative to the repository) and ``full-run.json`` (seconds
-and outcome per notebook) are packed into one ``.tar.gz`` laid out like the
-repository; ``--collect`` unpacks such an archive into the repository,
-replacing the records of the chapters it holds.
+(the new files in ``$RESBOOK_RUNS``, packed as ``book/records/``) and
+``full-run.json`` (seconds and outcome per notebook) go into one ``.tar.gz``
+laid out like the repository; ``--collect`` unpacks such an archive into the
+repository, replacing the records of the chapters it holds.
 """
 
 from __future__ import annotations
