@@ -88,13 +88,13 @@ run-notebooks: $(STAMP)
 # without), the real data, and the commit being run. Check the size: 64 MiB per call in all.
 SHARED       ?= ../shared
 DEVICE_DATA  ?= flowers-recognition flower_photos_subset mnist
-device-payload:
-	@git diff --quiet HEAD -- src notebooks book || echo "warning: uncommitted changes; the run's records will say +dirty" >&2
+device-payload: $(STAMP)
 	rm -rf .device && mkdir -p .device/wheels .device/data
 	cp $(SHARED)/device-wheels/*.whl .device/wheels/
 	rm -f .device/wheels/debugpy-*.whl .device/wheels/jedi-*.whl .device/wheels/parso-*.whl
 	for d in $(DEVICE_DATA); do cp -r $(SHARED)/data/$$d .device/data/ || exit 1; done
-	echo "$$(git rev-parse --short=12 HEAD)$$(git diff --quiet HEAD -- src notebooks book || echo +dirty)" > .device/commit
+	$(BIN)/python -c "from resbook.records import git_commit; print(git_commit())" > .device/commit
+	@case "$$(cat .device/commit)" in *+dirty) echo "warning: uncommitted changes; the run's records will say +dirty" >&2;; esac
 	du -sh --apparent-size .device
 
 # Usage: make device-collect ARCHIVE=/work/.device/.../full-run.tar.gz
