@@ -74,3 +74,19 @@ def test_headless_model_and_bad_depths():
     with pytest.raises(ValueError, match="4 stages"):
         build_resnet([3, 4, 6])
     assert set(STAGES) == {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"}
+
+
+@pytest.mark.parametrize("depth", ["resnet50", "resnet18"])
+def test_zero_init_residual_makes_every_block_start_as_the_identity(depth):
+    net = build_resnet(depth, (32, 32, 3), classes=4, zero_init_residual=True)
+    plain = build_resnet(depth, (32, 32, 3), classes=4)
+    assert net.count_params() == plain.count_params()
+    last = "_3_bn" if depth == "resnet50" else "_2_bn"
+    zeroed = [l for l in net.layers if l.name.endswith(last)]
+    assert zeroed and all(not np.any(l.gamma.numpy()) for l in zeroed)
+    assert all(np.all(plain.get_layer(l.name).gamma.numpy() == 1) for l in zeroed)
+    # an identity-shortcut block then passes its (post-ReLU) input through unchanged
+    probe = keras.Model(net.input, [net.get_layer("conv2_block1_out").output, net.get_layer("conv2_block2_out").output])
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    before, after = (np.asarray(t) for t in probe(x, training=False))
+    assert before.std() > 0 and np.allclose(before, after, atol=1e-6)

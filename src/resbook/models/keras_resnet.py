@@ -44,55 +44,67 @@ def _regularizer(l2: float | None):
 
 
 def conv_bn(x, filters: int, kernel_size: int, name: str, strides: int = 1, padding: str = "valid",
-            l2: float | None = None, relu: bool = True):
-    """Conv2D -> BatchNorm (-> ReLU), named ``{name}_conv``, ``{name}_bn``, ``{name}_relu``."""
+            l2: float | None = None, relu: bool = True, zero_gamma: bool = False):
+    """Conv2D -> BatchNorm (-> ReLU), named ``{name}_conv``, ``{name}_bn``, ``{name}_relu``.
+
+    ``zero_gamma`` starts the BatchNorm's scale at 0, so the layer outputs 0 at first.
+    """
     x = layers.Conv2D(filters, kernel_size, strides=strides, padding=padding,
                       kernel_regularizer=_regularizer(l2), name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, name=f"{name}_bn",
+                                  gamma_initializer="zeros" if zero_gamma else "ones")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
 
 
-def _bottleneck(x, shortcut, filters: int, kernel_size: int, stride: int, name: str, l2: float | None):
+def _bottleneck(x, shortcut, filters: int, kernel_size: int, stride: int, name: str, l2: float | None,
+                zero_init: bool):
     x = conv_bn(x, filters, 1, f"{name}_1", strides=stride, l2=l2)
     x = conv_bn(x, filters, kernel_size, f"{name}_2", padding="same", l2=l2)
-    x = conv_bn(x, 4 * filters, 1, f"{name}_3", l2=l2, relu=False)
+    x = conv_bn(x, 4 * filters, 1, f"{name}_3", l2=l2, relu=False, zero_gamma=zero_init)
     x = layers.Add(name=f"{name}_add")([shortcut, x])
     return layers.Activation("relu", name=f"{name}_out")(x)
 
 
-def identity_block(x, filters: int, name: str, kernel_size: int = 3, l2: float | None = None):
-    """Bottleneck block whose shortcut is the input: ``relu(x + F(x))``; needs ``4 * filters`` input channels."""
-    return _bottleneck(x, x, filters, kernel_size, 1, name, l2)
+def identity_block(x, filters: int, name: str, kernel_size: int = 3, l2: float | None = None,
+                   zero_init: bool = False):
+    """Bottleneck block whose shortcut is the input: ``relu(x + F(x))``; needs ``4 * filters`` input channels.
+
+    ``zero_init`` starts the last BatchNorm's scale at 0, so that ``F(x) = 0``
+    and the block begins as ``relu(x)``: the identity on post-ReLU inputs.
+    """
+    return _bottleneck(x, x, filters, kernel_size, 1, name, l2, zero_init)
 
 
 def convolutional_block(x, filters: int, name: str, stride: int = 2, kernel_size: int = 3,
-                        l2: float | None = None):
+                        l2: float | None = None, zero_init: bool = False):
     """Bottleneck block with a projection shortcut (1x1 conv, stride ``stride``, + BatchNorm)."""
     shortcut = conv_bn(x, 4 * filters, 1, f"{name}_0", strides=stride, l2=l2, relu=False)
-    return _bottleneck(x, shortcut, filters, kernel_size, stride, name, l2)
+    return _bottleneck(x, shortcut, filters, kernel_size, stride, name, l2, zero_init)
 
 
 def basic_block(x, filters: int, name: str, stride: int = 1, conv_shortcut: bool = False,
-                l2: float | None = None):
+                l2: float | None = None, zero_init: bool = False):
     """Two 3x3 convolutions (ResNet-18/34); projection shortcut when ``conv_shortcut``."""
     shortcut = conv_bn(x, filters, 1, f"{name}_0", strides=stride, l2=l2, relu=False) if conv_shortcut else x
     y = conv_bn(x, filters, 3, f"{name}_1", strides=stride, padding="same", l2=l2)
-    y = conv_bn(y, filters, 3, f"{name}_2", padding="same", l2=l2, relu=False)
+    y = conv_bn(y, filters, 3, f"{name}_2", padding="same", l2=l2, relu=False, zero_gamma=zero_init)
     y = layers.Add(name=f"{name}_add")([shortcut, y])
     return layers.Activation("relu", name=f"{name}_out")(y)
 
 
-def stage(x, kind: str, filters: int, blocks: int, stride: int, name: str, l2: float | None = None):
+def stage(x, kind: str, filters: int, blocks: int, stride: int, name: str, l2: float | None = None,
+          zero_init: bool = False):
     """One stage: a block that changes the shape, then ``blocks - 1`` that keep it."""
     if kind == "bottleneck":
-        x = convolutional_block(x, filters, f"{name}_block1", stride=stride, l2=l2)
+        x = convolutional_block(x, filters, f"{name}_block1", stride=stride, l2=l2, zero_init=zero_init)
         for i in range(2, blocks + 1):
-            x = identity_block(x, filters, f"{name}_block{i}", l2=l2)
+            x = identity_block(x, filters, f"{name}_block{i}", l2=l2, zero_init=zero_init)
     elif kind == "basic":
         changes = stride != 1 or x.shape[-1] != filters
-        x = basic_block(x, filters, f"{name}_block1", stride=stride, conv_shortcut=changes, l2=l2)
+        x = basic_block(x, filters, f"{name}_block1", stride=stride, conv_shortcut=changes, l2=l2,
+                        zero_init=zero_init)
         for i in range(2, blocks + 1):
-            x = basic_block(x, filters, f"{name}_block{i}", l2=l2)
+            x = basic_block(x, filters, f"{name}_block{i}", l2=l2, zero_init=zero_init)
     else:
         raise ValueError(f"block kind must be 'bottleneck' or 'basic', not {kind!r}")
     return x
@@ -109,7 +121,8 @@ def stem(x, l2: float | None = None):
 def build_resnet(depth: str | Sequence[int] = "resnet50", input_shape: tuple[int, int, int] = (64, 64, 3),
                  classes: int = 5, include_top: bool = True, pooling: str | None = None,
                  l2: float | None = None, block: str = "bottleneck",
-                 classifier_activation: str | None = "softmax", name: str | None = None) -> keras.Model:
+                 classifier_activation: str | None = "softmax", name: str | None = None,
+                 zero_init_residual: bool = False) -> keras.Model:
     """Build a ResNet v1 from a stage table.
 
     ``depth`` is a key of :data:`STAGES` (``"resnet50"``) or blocks per stage
@@ -118,6 +131,12 @@ def build_resnet(depth: str | Sequence[int] = "resnet50", input_shape: tuple[int
     ``predictions``; without it, ``pooling`` may be ``"avg"`` or ``"max"`` as
     in ``keras.applications``. ``l2`` puts an L2 penalty of that factor on
     every Conv2D and Dense kernel.
+
+    ``zero_init_residual`` (torchvision's argument of the same name) starts the
+    last BatchNorm of every residual branch with scale 0, so each block begins
+    as the identity and a deep network trains like a shallow one at first
+    (Goyal et al. 2017). It changes only the starting weights, not the
+    architecture; ``keras.applications`` starts every scale at 1 (the default).
     """
     if isinstance(depth, str):
         if depth not in STAGES:
@@ -132,7 +151,8 @@ def build_resnet(depth: str | Sequence[int] = "resnet50", input_shape: tuple[int
     inputs = keras.Input(shape=input_shape, name="input")
     x = stem(inputs, l2)
     for i, (filters, n) in enumerate(zip(WIDTHS, blocks)):
-        x = stage(x, block, filters, n, stride=1 if i == 0 else 2, name=f"conv{i + 2}", l2=l2)
+        x = stage(x, block, filters, n, stride=1 if i == 0 else 2, name=f"conv{i + 2}", l2=l2,
+                  zero_init=zero_init_residual)
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
         x = layers.Dense(classes, activation=classifier_activation, kernel_regularizer=_regularizer(l2),
