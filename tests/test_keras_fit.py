@@ -4,7 +4,8 @@ import pytest
 
 from resbook.data.generated import FLOWER_CLASSES, flower_image
 from resbook.models.keras_resnet import build_resnet
-from resbook.train.keras_fit import KeepBest, RandomAffine, fit, predict_classes, with_input_pipeline
+from resbook.train.keras_fit import (KeepBest, RandomAffine, fit, predict_classes, predict_with_flip,
+                                     with_input_pipeline)
 
 
 def test_random_affine_is_identity_at_inference_and_with_no_change():
@@ -42,6 +43,9 @@ def test_loss_falls_on_generated_flowers_and_best_weights_are_kept():
     assert keep.best_epoch is not None
     probs = predict_classes(model, val[0], flip_tta=True)
     assert probs.shape == (50, 5) and np.allclose(probs.sum(1), 1, atol=1e-4)
+    plain, tta = predict_with_flip(model, val[0])
+    assert np.allclose(plain, predict_classes(model, val[0]), atol=1e-6) and np.allclose(tta, probs, atol=1e-6)
+    assert np.allclose(2 * tta - plain, predict_classes(model, val[0][:, :, ::-1]), atol=1e-5)
     best_acc = (probs.argmax(1) == val[1]).mean()
     assert best_acc == pytest.approx(max(hist["val_accuracy"]), abs=0.1)
 

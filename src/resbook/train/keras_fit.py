@@ -192,10 +192,18 @@ def fit(model: keras.Model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.
 
 def predict_classes(model: keras.Model, x: np.ndarray, batch_size: int = 256, flip_tta: bool = False) -> np.ndarray:
     """Class probabilities of ``model`` on ``x`` (averaged with the mirrored images when ``flip_tta``)."""
-    probs = model.predict(x, batch_size=batch_size, verbose=0)
     if flip_tta:
-        probs = (probs + model.predict(x[:, :, ::-1], batch_size=batch_size, verbose=0)) / 2
-    return probs
+        return predict_with_flip(model, x, batch_size)[1]
+    return model.predict(x, batch_size=batch_size, verbose=0)
+
+
+def predict_with_flip(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """``(plain, flip_tta)``: class probabilities on ``x``, and those averaged with the mirrored images'.
+
+    One pass over ``x`` and one over its mirror, for callers that report both.
+    """
+    plain = model.predict(x, batch_size=batch_size, verbose=0)
+    return plain, (plain + model.predict(x[:, :, ::-1], batch_size=batch_size, verbose=0)) / 2
 
 
 def predict_image_file(model: keras.Model, path, class_names: Sequence[str], size: int) -> list[tuple[str, float]]:
