@@ -18,6 +18,9 @@ def test_plot_curves_draws_training_and_validation_and_errors():
     assert np.allclose(train_error, [0.5, 0.2, 0.1])
     assert len(step_ax.get_lines()[0].get_ydata()) == 30 - 5 + 1  # smoothed
     assert step_ax.get_xlabel() == "step" and loss_ax.get_xlabel() == "epoch"
+    assert loss_ax.get_ylabel() == "loss" and error_ax.get_ylabel() == "error"  # not "training loss": both drawn
+    fig = plots.plot_curves({"a": hist}, keys=("loss",))
+    assert fig.axes[0].get_ylabel() == "training loss"
 
 
 def test_plot_scalars_skips_missing_tags():

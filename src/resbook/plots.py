@@ -84,7 +84,10 @@ def plot_curves(histories: Mapping[str, Mapping[str, Sequence[float]]],
             ax.axvline(at, color="grey", linestyle=":", linewidth=1)
             ax.annotate(label, (at, 1), xycoords=("data", "axes fraction"), rotation=90,
                         va="top", ha="right", fontsize=8, color="grey")
-        _finish_panel(ax, "step" if key == "step_loss" else "epoch", LABELS.get(key, key), key in logy)
+        ylabel = LABELS.get(key, key)
+        if validation:  # the panel holds both curves; the legend tells them apart
+            ylabel = ylabel.removeprefix("training ")
+        _finish_panel(ax, "step" if key == "step_loss" else "epoch", ylabel, key in logy)
     return _finish_figure(fig, title)
 
 
