@@ -114,3 +114,19 @@ def test_imagenet_weights_come_through_the_verified_download(monkeypatch, tmp_pa
     monkeypatch.setenv("RESBOOK_DATA", str(tmp_path))
     with pytest.raises(ResbookError, match="4d473c1dd8becc155b73f8504c6f6626"):
         backbone("resnet50", (32, 32, 3), weights="imagenet")
+
+
+def test_head_on_frozen_base_learns_generated_flowers_and_base_stays_put():
+    """Phase 1 as chapter 3 runs it: only the head learns, its loss falls, the frozen base does not move."""
+    from resbook.data.generated import FLOWER_CLASSES, flower_image
+    from resbook.train.keras_fit import fit
+    rng = np.random.default_rng(0)
+    x = np.stack([np.asarray(flower_image(FLOWER_CLASSES[i % 5], rng, (32, 32))) for i in range(100)])
+    y = np.arange(100) % 5
+    base = backbone("resnet18", (32, 32, 3))
+    freeze(base)
+    model = classifier(base, classes=5, head="modern")
+    kernel = keras.ops.convert_to_numpy(base.get_layer("conv2_block1_1_conv").kernel)
+    hist = fit(model, (x, y), None, epochs=8, batch_size=20, optimizer=keras.optimizers.Adam(1e-2), verbose=0)
+    assert hist["loss"][-1] < 0.7 * hist["loss"][0] and hist["accuracy"][-1] > 0.4  # chance is 0.2
+    assert np.array_equal(kernel, keras.ops.convert_to_numpy(base.get_layer("conv2_block1_1_conv").kernel))
