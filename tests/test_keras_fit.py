@@ -71,3 +71,11 @@ def test_predict_image_file_and_its_errors(tmp_path):
         predict_image_file(model, tmp_path / "missing.jpg", FLOWER_CLASSES, size=32)
     Image.new("L", (40, 40)).save(tmp_path / "grey.png")  # grey images are converted to RGB
     assert len(predict_image_file(model, tmp_path / "grey.png", FLOWER_CLASSES, size=32)) == 5
+
+
+def test_fit_says_where_it_trains(capsys):
+    from resbook import settings
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")], name="tiny")
+    fit(model, (np.zeros((8, 4), "float32"), np.zeros(8, int)), None, epochs=1, batch_size=4, verbose=2)
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(f"tiny: training on {settings.device()} (") and "batch 4, 8 examples" in first

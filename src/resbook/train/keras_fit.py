@@ -24,7 +24,7 @@ import numpy as np
 from keras import layers, ops
 
 from ..data.folders import decode_image
-from ..settings import gpu_name
+from ..settings import device, gpu_name
 
 
 class _DropRetracingNotice(logging.Filter):
@@ -178,8 +178,7 @@ def fit(model: keras.Model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.
     model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics), jit_compile=jit_compile)
     verbose = progress_verbosity() if verbose is None else verbose
     if verbose:
-        device = gpu_name() or "cpu"
-        print(f"{model.name}: training on {device} ({keras.backend.backend()} backend) with "
+        print(f"{model.name}: training on {device()} ({keras.backend.backend()} backend) with "
               f"{keras.mixed_precision.global_policy().name}, XLA {'on' if model.jit_compile else 'off'}, "
               f"batch {batch_size}, {len(train[0])} examples")
     cbs = [EpochTimer(), *callbacks]
