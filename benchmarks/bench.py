@@ -3,9 +3,12 @@
 For each chapter's model, both ways train on the same synthetic images for
 the same number of steps, in the same process on the same device. After a
 warm-up (tracing, compilation), they are timed in alternating rounds, one
-epoch each, input pipeline included, and the median of the rounds is kept:
-a shared virtual machine's speed drifts by tens of percent from minute to
-minute, and alternating rounds expose both ways to the same drift. Prints a
+epoch each, input pipeline included, and each way's fastest round is kept (as
+``timeit`` does: interference only ever adds time). A shared virtual machine's
+speed drifts from minute to minute, and on the 2-core machine this book was
+made on an epoch randomly took either its normal time or about 0.9 s longer;
+alternating rounds expose both ways to the same drift, and the best round
+drops the stalls, which a median of a few rounds does not. Prints a
 table of images per second and the ratio ours / plain, and saves one run
 record per case (``chapter="bench"``) that the book's "Runs and results"
 page lists.
@@ -164,13 +167,12 @@ def _torch_case(name: str, steps: int, rounds: int, on_gpu: bool) -> dict:
 
 
 def _alternate(epochs: dict, rounds: int, images: int) -> tuple[float, float]:
-    """Time ``plain`` and ``ours`` in alternating rounds; median images per second of each."""
-    import statistics
+    """Time ``plain`` and ``ours`` in alternating rounds; images per second of each one's fastest round."""
     seconds = {k: [] for k in epochs}
     for _ in range(rounds):
         for k, epoch in epochs.items():
             seconds[k].append(epoch())
-    return tuple(images / statistics.median(seconds[k]) for k in ("plain", "ours"))
+    return tuple(images / min(seconds[k]) for k in ("plain", "ours"))
 
 
 def run_cases(framework: str, steps: int, rounds: int, out: Path | None) -> list[dict]:
@@ -198,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="+", choices=["keras", "torch"], default=["keras", "torch"])
     parser.add_argument("--steps", type=int, default=None, help="training steps per timed epoch (default: 8 on CPU, 50 on GPU)")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating timed rounds; the median is kept")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating timed rounds; the fastest of each way is kept")
     parser.add_argument("--out", type=Path, default=None, help="where run records go (default: $RESBOOK_RUNS or runs/)")
     parser.add_argument("--framework", choices=["keras", "torch"], help=argparse.SUPPRESS)  # one subprocess
     args = parser.parse_args(argv)
