@@ -36,6 +36,20 @@ def _isolated_dirs(tmp_path_factory):
 
 
 @pytest.fixture
+def tiny_flowers():
+    """Generated flowers as arrays: ``tiny_flowers(n, seed) -> (x, y)``, 32x32 uint8 images, class ``i % 5``."""
+    import numpy as np
+
+    from resbook.data.generated import FLOWER_CLASSES, flower_image
+
+    def make(n, seed):
+        rng = np.random.default_rng(seed)
+        x = np.stack([np.asarray(flower_image(FLOWER_CLASSES[i % 5], rng, (32, 32))) for i in range(n)])
+        return x, np.arange(n) % 5
+    return make
+
+
+@pytest.fixture
 def one_sentence():
     """A checker for user-facing errors: one line, no traceback, ending with a period."""
     def check(message: str) -> str:

@@ -25,14 +25,8 @@ def test_random_affine_flips_and_moves_pixels():
     assert not np.allclose(moved, x) and moved.min() >= 0 and moved.max() <= 1
 
 
-def _tiny_flowers(n, seed):
-    rng = np.random.default_rng(seed)
-    x = np.stack([np.asarray(flower_image(FLOWER_CLASSES[i % 5], rng, (32, 32))) for i in range(n)])
-    return x, np.arange(n) % 5
-
-
-def test_loss_falls_on_generated_flowers_and_best_weights_are_kept():
-    train, val = _tiny_flowers(100, 0), _tiny_flowers(50, 1)
+def test_loss_falls_on_generated_flowers_and_best_weights_are_kept(tiny_flowers):
+    train, val = tiny_flowers(100, 0), tiny_flowers(50, 1)
     net = build_resnet("resnet18", (32, 32, 3), classes=5)
     model = with_input_pipeline(net, RandomAffine(flip=True, seed=0))
     keep = KeepBest()

@@ -116,13 +116,10 @@ def test_imagenet_weights_come_through_the_verified_download(monkeypatch, tmp_pa
         backbone("resnet50", (32, 32, 3), weights="imagenet")
 
 
-def test_head_on_frozen_base_learns_generated_flowers_and_base_stays_put():
+def test_head_on_frozen_base_learns_generated_flowers_and_base_stays_put(tiny_flowers):
     """Phase 1 as chapter 3 runs it: only the head learns, its loss falls, the frozen base does not move."""
-    from resbook.data.generated import FLOWER_CLASSES, flower_image
     from resbook.train.keras_fit import fit
-    rng = np.random.default_rng(0)
-    x = np.stack([np.asarray(flower_image(FLOWER_CLASSES[i % 5], rng, (32, 32))) for i in range(100)])
-    y = np.arange(100) % 5
+    x, y = tiny_flowers(100, 0)
     base = backbone("resnet18", (32, 32, 3))
     freeze(base)
     model = classifier(base, classes=5, head="modern")
