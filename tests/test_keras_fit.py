@@ -5,7 +5,7 @@ import pytest
 from resbook.data.generated import FLOWER_CLASSES, flower_image
 from resbook.models.keras_resnet import build_resnet
 from resbook.train.keras_fit import (KeepBest, RandomAffine, fit, predict_classes, predict_with_flip,
-                                     with_input_pipeline)
+                                     warmup_cosine, with_input_pipeline)
 
 
 def test_random_affine_is_identity_at_inference_and_with_no_change():
@@ -73,3 +73,14 @@ def test_fit_says_where_it_trains(capsys):
     fit(model, (np.zeros((8, 4), "float32"), np.zeros(8, int)), None, epochs=1, batch_size=4, verbose=2)
     first = capsys.readouterr().out.splitlines()[0]
     assert first.startswith(f"tiny: training on {settings.device()} (") and "batch 4, 8 examples" in first
+
+
+def test_warmup_cosine_rises_to_the_peak_then_falls_to_zero_at_the_last_step():
+    schedule = warmup_cosine(0.1, epochs=3, steps_per_epoch=10, warmup_epochs=0.5)
+    lr = [float(schedule(step)) for step in range(30)]
+    assert lr[0] == 0 and lr[5] == pytest.approx(0.1)  # 5 warm-up steps
+    assert lr[:6] == sorted(lr[:6]) and lr[5:] == sorted(lr[5:], reverse=True)
+    assert lr[29] < 0.1 * 0.01 and float(schedule(30)) == pytest.approx(0, abs=1e-9)
+    assert float(warmup_cosine(1.0, epochs=1, steps_per_epoch=100, warmup_epochs=0.0)(1)) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="0 <= warmup_epochs < epochs"):
+        warmup_cosine(0.1, epochs=2, steps_per_epoch=10, warmup_epochs=2)
