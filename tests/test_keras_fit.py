@@ -5,7 +5,7 @@ import pytest
 from resbook.data.generated import FLOWER_CLASSES, flower_image
 from resbook.models.keras_resnet import build_resnet
 from resbook.train.keras_fit import (KeepBest, RandomAffine, fit, predict_classes, predict_with_flip,
-                                     warmup_cosine, with_input_pipeline)
+                                     sparse_crossentropy, warmup_cosine, with_input_pipeline)
 
 
 def test_random_affine_is_identity_at_inference_and_with_no_change():
@@ -23,6 +23,18 @@ def test_random_affine_flips_and_moves_pixels():
     assert out.shape == x.shape and 10 < flipped.sum() < 54  # about half are mirrored
     moved = np.asarray(RandomAffine(flip=False, rotation=40, zoom=0.3, shift=0.2, seed=2)(x, training=True))
     assert not np.allclose(moved, x) and moved.min() >= 0 and moved.max() <= 1
+
+
+def test_sparse_crossentropy_is_minus_log_p_without_the_1e7_clip():
+    """Equal to Keras' loss for ordinary predictions; a confident mistake (p = 1e-12) costs -log 1e-12, not 16.1."""
+    labels = np.array([0, 2, 1])
+    probs = np.array([[0.7, 0.2, 0.1], [0.05, 0.05, 0.9], [1 - 1e-12, 1e-12, 0.0]], dtype="float32")
+    ours = keras.ops.convert_to_numpy(sparse_crossentropy(labels, probs))
+    keras_own = keras.ops.convert_to_numpy(keras.losses.sparse_categorical_crossentropy(labels, probs))
+    assert np.allclose(ours[:2], -np.log([0.7, 0.9]), rtol=1e-6) and np.allclose(ours[:2], keras_own[:2], rtol=1e-5)
+    assert ours[2] == pytest.approx(-np.log(1e-12), rel=1e-4) and keras_own[2] < 16.2
+    bf16 = sparse_crossentropy(labels, keras.ops.cast(probs, "bfloat16"))
+    assert keras.backend.standardize_dtype(bf16.dtype) == "float32"
 
 
 def test_loss_falls_on_generated_flowers_and_best_weights_are_kept(tiny_flowers):

@@ -8,6 +8,8 @@
 * :func:`configure_precision`: ``mixed_bfloat16`` on GPUs, float32 on CPUs.
 * :func:`warmup_cosine`: the learning rate rises linearly, then follows a
   cosine to 0 at the last step.
+* :func:`sparse_crossentropy`: the loss :func:`fit` uses, the same on every
+  backend for a softmax output (Keras' own clips probabilities on JAX).
 * :func:`fit`: compile + fit with in-memory arrays, one line per epoch in
   stored outputs (a progress bar when interactive), epoch times in the
   history, and the best validation weights kept.
@@ -67,6 +69,23 @@ def warmup_cosine(peak: float, epochs: int, steps_per_epoch: int,
     warmup = min(total - 1, max(1, round(warmup_epochs * steps_per_epoch)))
     return keras.optimizers.schedules.CosineDecay(0.0, decay_steps=total - warmup, warmup_target=peak,
                                                   warmup_steps=warmup)
+
+
+@keras.saving.register_keras_serializable(package="resbook")
+def sparse_crossentropy(y_true, y_pred):
+    """Cross-entropy of integer labels and softmax probabilities, ``-log p[label]``, in float32.
+
+    Keras' ``sparse_categorical_crossentropy`` clips probabilities to
+    ``[1e-7, 1 - 1e-7]`` on JAX and PyTorch (TensorFlow reads the logits behind
+    the softmax instead), so there a confidently wrong prediction gets no
+    gradient at all: a head on a frozen random base, whose features are large,
+    can stop learning on the GPU machine while it learns on TensorFlow. Here
+    only a floor of 1e-37 keeps ``log`` finite, so the gradient reaches the
+    logits on every backend, and a bfloat16 output is read in float32.
+    """
+    p = ops.cast(y_pred, "float32")
+    labels = ops.reshape(ops.cast(y_true, "int32"), (-1, 1))
+    return -ops.log(ops.maximum(ops.take_along_axis(p, labels, axis=-1)[:, 0], 1e-37))
 
 
 @keras.saving.register_keras_serializable(package="resbook")
@@ -185,11 +204,13 @@ def with_input_pipeline(model: keras.Model, augment: layers.Layer | None = None,
 
 def fit(model: keras.Model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray] | None,
         epochs: int, batch_size: int, optimizer: keras.optimizers.Optimizer | str = "adam",
-        loss: str = "sparse_categorical_crossentropy", metrics: Sequence[str] = ("accuracy",),
+        loss=sparse_crossentropy, metrics: Sequence[str] = ("accuracy",),
         callbacks: Sequence[keras.callbacks.Callback] = (), jit_compile: bool | str = "auto",
         restore_best: bool = False, verbose: int | None = None, seed: int = 0) -> dict[str, list[float]]:
     """Compile ``model`` and train it on in-memory arrays; return ``history.history`` plus ``time_s``.
 
+    ``model`` ends in a softmax over the classes and ``train``'s labels are
+    integers; the loss is :func:`sparse_crossentropy` unless another is given.
     With ``restore_best`` the weights of the epoch with the best validation
     accuracy are restored at the end (the history still shows every epoch).
     """
