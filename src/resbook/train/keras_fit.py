@@ -21,7 +21,7 @@ import logging
 import math
 import os
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -204,7 +204,7 @@ def with_input_pipeline(model: keras.Model, augment: layers.Layer | None = None,
 
 def fit(model: keras.Model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray] | None,
         epochs: int, batch_size: int, optimizer: keras.optimizers.Optimizer | str = "adam",
-        loss=sparse_crossentropy, metrics: Sequence[str] = ("accuracy",),
+        loss: str | Callable = sparse_crossentropy, metrics: Sequence[str] = ("accuracy",),
         callbacks: Sequence[keras.callbacks.Callback] = (), jit_compile: bool | str = "auto",
         restore_best: bool = False, verbose: int | None = None, seed: int = 0) -> dict[str, list[float]]:
     """Compile ``model`` and train it on in-memory arrays; return ``history.history`` plus ``time_s``.
