@@ -7,6 +7,11 @@ with status 1; in a notebook, :func:`resbook.settings.describe_run` installs a
 handler that shows the sentence instead of a traceback.
 """
 
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
 
 class ResbookError(Exception):
     """Bad input or a missing resource, explained in one sentence."""
@@ -15,6 +20,20 @@ class ResbookError(Exception):
 def brief(exc: BaseException) -> str:
     """``exc``'s message on one line and without a final period, to quote inside a sentence."""
     return " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
+
+
+def as_path(value: object, what: str) -> Path:
+    """``value`` as a Path, or a one-sentence error if it is empty or not a path at all.
+
+    ``what`` names the path in the sentence (``"an image folder"``). ``Path("")``
+    would silently mean the current folder, so an empty string is refused.
+    """
+    if not isinstance(value, (str, os.PathLike)):
+        raise ResbookError(f"The path of {what} must be a str or pathlib.Path, not {value!r:.60}: "
+                           f"pass the path of {what}.")
+    if not os.fspath(value):
+        raise ResbookError(f"The path of {what} is empty: give its path (use '.' for the current folder).")
+    return Path(value)
 
 
 def show_in_notebook() -> None:

@@ -8,8 +8,10 @@ The rules, learned from the peers' bug trackers (see the book's references):
   ever reused (Keras' ``get_file`` writes the target directly).
 * A file already at the target is used only if it verifies; if it does not,
   it is left alone (it may be the user's) and the error says what to do.
-* No network: one sentence naming the URL, where the file should go, and its
-  size and hash, so it can be placed there by hand.
+* No network, or an error from the server: one sentence naming the URL (and
+  what the server answered), where the file should go, and its size and hash,
+  so it can be placed there by hand. A failed download also removes the
+  (empty) folders it created, and nothing else.
 * Archives are extracted into a temporary folder that is renamed into place.
   Members with absolute paths, ``..`` components, links pointing outside the
   target, or device files are refused before anything is written; tar
@@ -37,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 
-from ..errors import ResbookError, brief
+from ..errors import ResbookError, as_path, brief
 from ..settings import progress_bar
 
 CHUNK = 1 << 20
@@ -81,52 +83,106 @@ def verify(path: str | os.PathLike, remote: Remote) -> str | None:
     return None if ok else f"its {remote.hash_algorithm.replace('-prefix', '')} is {digest}, not {remote.hash_value}"
 
 
+def _make_folders(directory: Path) -> list[Path]:
+    """Create ``directory`` and its missing parents; return those this call created, deepest first."""
+    if directory.exists() and not directory.is_dir():
+        raise ResbookError(f"{directory} is a file, not a folder: choose a folder to put the files in.")
+    created = []
+    for folder in (directory, *directory.parents):
+        if folder.exists():
+            break
+        created.append(folder)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _remove_empty(created)
+        raise _cannot_write(directory, exc) from None
+    return created
+
+
+def _remove_empty(created: list[Path]) -> None:
+    """Remove the folders :func:`_make_folders` created, deepest first, as long as they are empty."""
+    for folder in created:
+        try:
+            folder.rmdir()  # never removes anything else: rmdir refuses a folder that is not empty
+        except OSError:
+            return
+
+
+def _cannot_write(folder: Path, exc: OSError) -> ResbookError:
+    return ResbookError(f"Cannot write to {folder} ({exc.strerror or brief(exc)}): choose a folder you can "
+                        "write to, or make this one writable.")
+
+
+def _receive(remote: Remote, out, target: Path, timeout: float, progress: bool) -> None:
+    """Copy ``remote.url`` into the open file ``out``; one sentence if the server or the connection fails."""
+    try:
+        response = urllib.request.urlopen(remote.url, timeout=timeout)  # noqa: S310 - fixed https URLs
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        raise ResbookError(f"Could not download {remote.url}: the server answered {exc.code} {exc.reason}; "
+                           f"try again later, or put the file at {target} by hand ({remote.describe()}).") from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        raise ResbookError(
+            f"Could not download {remote.url} ({brief(getattr(exc, 'reason', exc))}): with no network, "
+            f"put the file at {target} by hand ({remote.describe()}) and run again.") from None
+    with response:
+        announced = int(response.headers.get("Content-Length") or 0)
+        received = 0
+        with progress_bar(total=announced or remote.size, show=progress, unit="B", unit_scale=True,
+                          desc=remote.filename, leave=False) as bar:
+            try:
+                for chunk in iter(lambda: response.read(CHUNK), b""):
+                    out.write(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+            except (OSError, http.client.HTTPException) as exc:
+                raise ResbookError(f"The download of {remote.url} broke off ({brief(exc)}); run again "
+                                   f"to retry (nothing was written to {target}).") from None
+    if announced and received != announced:  # the server closed the connection early
+        raise ResbookError(f"The download of {remote.url} broke off after {received:,} of "
+                           f"{announced:,} bytes; run again to retry (nothing was written to {target}).")
+
+
 def download(remote: Remote, directory: str | os.PathLike, timeout: float = 60,
              progress: bool = True) -> Path:
-    """Return ``directory/remote.filename``, downloading and verifying it first if needed."""
-    directory = Path(directory)
+    """Return ``directory/remote.filename``, downloading and verifying it first if needed.
+
+    A failed download leaves nothing behind: no target, no ``.part`` file,
+    and none of the folders this call created.
+    """
+    directory = as_path(directory, "the download folder")
     target = directory / remote.filename
     if target.exists():
-        problem = verify(target, remote)
+        try:
+            problem = verify(target, remote) if target.is_file() else "it is not a file"
+        except OSError as exc:
+            problem = f"it cannot be read: {exc.strerror or brief(exc)}"
         if problem is None:
             return target
         raise ResbookError(f"{target} exists but is not the expected file ({problem}): "
                            f"move it away so it can be downloaded again, or replace it with the file from {remote.url}.")
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{remote.filename}.", suffix=".part", dir=directory)
-    tmp = Path(tmp_name)
+    created = _make_folders(directory)
+    tmp = None
     try:
+        try:
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{remote.filename}.", suffix=".part", dir=directory)
+        except OSError as exc:
+            raise _cannot_write(directory, exc) from None
+        tmp = Path(tmp_name)
         with os.fdopen(fd, "wb") as out:
-            try:
-                response = urllib.request.urlopen(remote.url, timeout=timeout)  # noqa: S310 - fixed https URLs
-            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
-                raise ResbookError(
-                    f"Could not download {remote.url} ({brief(getattr(exc, 'reason', exc))}): with no network, "
-                    f"put the file at {target} by hand ({remote.describe()}) and run again.") from None
-            with response:
-                announced = int(response.headers.get("Content-Length") or 0)
-                received = 0
-                with progress_bar(total=announced or remote.size, show=progress, unit="B", unit_scale=True,
-                                  desc=remote.filename, leave=False) as bar:
-                    try:
-                        for chunk in iter(lambda: response.read(CHUNK), b""):
-                            out.write(chunk)
-                            received += len(chunk)
-                            bar.update(len(chunk))
-                    except (OSError, http.client.HTTPException) as exc:
-                        raise ResbookError(f"The download of {remote.url} broke off ({brief(exc)}); run again "
-                                           f"to retry (nothing was written to {target}).") from None
-                if announced and received != announced:  # the server closed the connection early
-                    raise ResbookError(f"The download of {remote.url} broke off after {received:,} of "
-                                       f"{announced:,} bytes; run again to retry (nothing was written to {target}).")
+            _receive(remote, out, target, timeout, progress)
         problem = verify(tmp, remote)
         if problem is not None:
             raise ResbookError(f"The file downloaded from {remote.url} is not the expected one ({problem}); "
                                f"nothing was written to {target}: try again later or place the file by hand.")
         tmp.replace(target)
         return target
-    finally:
-        tmp.unlink(missing_ok=True)
+    except BaseException:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        _remove_empty(created)
+        raise
 
 
 def _unsafe_member(name: str, link: str | None, is_link: bool, is_special: bool,
@@ -181,30 +237,39 @@ def extract(archive: str | os.PathLike, destination: str | os.PathLike) -> Path:
 
     Every member is checked before anything is written; the archive is
     unpacked into a temporary sibling folder that is renamed to
-    ``destination`` only when extraction finished.
+    ``destination`` only when extraction finished. A failure leaves nothing
+    behind, not even the parent folders this call created.
     """
-    archive, destination = Path(archive), Path(destination)
-    if destination.exists():
+    archive, destination = as_path(archive, "the archive"), as_path(destination, "the destination folder")
+    if destination.exists() or destination.is_symlink():
         raise ResbookError(f"{destination} already exists: extract() never writes into an existing folder; "
                            "remove it or choose another destination.")
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".incomplete", dir=destination.parent))
+    created = _make_folders(destination.parent)
     try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".incomplete", dir=destination.parent))
+    except OSError as exc:
+        _remove_empty(created)
+        raise _cannot_write(destination.parent, exc) from None
+    out = tmp / destination.name  # made by a plain mkdir: the user's usual permissions, not mkdtemp's 0700
+    try:
+        out.mkdir()
         try:
             if zipfile.is_zipfile(archive):
                 with zipfile.ZipFile(archive) as zf:
                     _check_zip(zf, archive)
-                    zf.extractall(tmp)
+                    zf.extractall(out)
             else:
                 with tarfile.open(archive) as tf:
                     _check_tar(tf, archive)
-                    tf.extractall(tmp, filter="data")
+                    tf.extractall(out, filter="data")
         except (tarfile.TarError, zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
             raise ResbookError(f"{archive} is not a readable tar or zip archive or is damaged ({brief(exc)}); "
                                "download it again.") from None
-        tmp.rename(destination)
+        out.rename(destination)
+        tmp.rmdir()
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(created)
         raise
     return destination
 
@@ -241,7 +306,7 @@ def check_weights_file(path: str | os.PathLike, remote: Remote | None = None) ->
     what it looks like (empty, an HTML error page, truncated HDF5, another
     model's weights) and the expected hash; the file itself is never touched.
     """
-    path = Path(path)
+    path = as_path(path, "a weights file")
     if not path.is_file():
         raise ResbookError(f"Weights file {path} does not exist: check the path"
                            + (f" or download it from {remote.url}." if remote else "."))

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ResbookError
+from ..errors import ResbookError, as_path
 from ..settings import cache_dir, data_root, profile
 from .download import Remote, download, extract
 from .folders import FolderIndex, Split, index_files, split
@@ -133,14 +133,15 @@ def fetch(name: str, dest: str | os.PathLike | None = None, progress: bool = Tru
        (:func:`extract` creates that folder only once extraction finished).
 
     Nothing is deleted: a wrong file already in place stays, and the error
-    says what to do.
+    says what to do. ``dest`` must be a folder (or not exist yet) that the
+    user can write to; otherwise one sentence says so.
     """
     src = source(name)
     local = data_root() / name if data_root() else None
     if local is not None and local.is_dir():
         single_file = src.path in {r.filename for r in src.remotes}
         return local / src.path if single_file else local
-    folder = Path(dest) if dest is not None else cache_dir() / name
+    folder = as_path(dest, "the destination folder") if dest is not None else cache_dir() / name
     for remote in src.remotes:
         unpacked = _unpacked(remote.filename)
         if unpacked is None:
