@@ -15,10 +15,14 @@ import subprocess
 import sys
 import tarfile
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from resbook import cli
 from resbook.data.download import Remote, download, extract
+from resbook.data.folders import index_folder, load_images, split
+from resbook.data.mnist import load_mnist_folder
 from resbook.errors import ResbookError
 
 
@@ -178,3 +182,160 @@ def test_extracted_folders_get_the_users_usual_permissions(tmp_path):
     assert stat.S_IMODE(out.stat().st_mode) == 0o755
     assert stat.S_IMODE((out / "pkg").stat().st_mode) == 0o755
     assert sorted(os.listdir(tmp_path / "work")) == ["out"]  # no temporary folder left beside it
+
+
+# ----------------------------------------------------------------------------- image folders
+
+def _folder(root, counts, mode="RGB"):
+    """An image folder with ``counts[cls]`` small distinct PNGs in each class folder."""
+    for c, (cls, n) in enumerate(counts.items()):
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            rgb = np.random.default_rng([c, i]).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+            Image.fromarray(rgb).convert(mode).save(root / cls / f"{i}.png")
+    return root
+
+
+def test_a_stale_index(tmp_path, monkeypatch):
+    """Case 3: an image deleted after index_folder, with and without the decode cache."""
+    monkeypatch.setenv("RESBOOK_CACHE", str(tmp_path / "cache"))
+    root = _folder(tmp_path / "data", {"a": 2, "b": 2})
+    index = index_folder(root, progress=False)
+    (root / "b" / "1.png").unlink()
+    before = _state(tmp_path)
+    for cache in (True, False):
+        with pytest.raises(ResbookError) as err:
+            load_images(index, size=8, cache=cache, progress=False)
+        assert str(err.value) == (f"{root / 'b' / '1.png'} does not exist: check the path, or if it belongs to an "
+                                  "indexed folder that changed since, run index_folder again.")
+    assert _state(tmp_path) == before  # no cache file written
+
+
+def test_16_bit_32_bit_and_float_images_are_scaled_to_8_bits(tmp_path, monkeypatch):
+    """Case 4: grey images of more than 8 bits, with values across their whole range, decode to 0-255."""
+    monkeypatch.setenv("RESBOOK_CACHE", str(tmp_path / "cache"))
+    ramp = np.linspace(0, 1, 256).reshape(16, 16)  # 0 at the top left, the largest value at the bottom right
+    images = {"I;16": (ramp * 65535).round().astype(np.uint16), "I": (ramp * (2**31 - 1)).round().astype(np.int32),
+              "F": ramp.astype(np.float32)}
+    root = _folder(tmp_path / "data", {"a": 1, "b": 1})
+    for mode, array in images.items():
+        Image.fromarray(array).save(root / "a" / f"{mode.replace(';', '')}.tif")
+        assert Image.open(root / "a" / f"{mode.replace(';', '')}.tif").mode == mode
+    Image.fromarray(images["I;16"]).save(root / "b" / "I16.png")
+    index = index_folder(root, progress=False)
+    assert index.converted == {"F": 1, "I": 1, "I;16": 2}
+    assert ("converted to RGB when loaded: 4 image(s) (F 1 scaled to 8 bits, I 1 scaled to 8 bits, "
+            "I;16 2 scaled to 8 bits)") in index.report()
+    x, _ = load_images(index, size=16, progress=False)
+    expected = ramp * 255
+    for name in ("a/F.tif", "a/I.tif", "a/I16.tif", "b/I16.png"):
+        grey = x[index.files.index(name)].astype(float)
+        assert (grey == grey[..., :1]).all(), name  # grey stays grey
+        assert np.abs(grey[..., 0] - expected).max() <= 0.5 + 1e-9, name  # PIL's clip gave a mean of 254.6
+        assert (grey.min(), grey.max(), round(grey.mean(), 1)) == (0, 255, 127.5), name
+
+
+def test_too_few_images_to_split(tmp_path, capsys):
+    """Case 6: a class with one image cannot be in training and validation; check-data warns."""
+    root = _folder(tmp_path / "data", {"a": 1, "b": 3, "c": 1})
+    index = index_folder(root, progress=False)
+    before = _state(root)
+    with pytest.raises(ResbookError) as err:
+        split(index)
+    assert str(err.value) == (f"Class 'a' (1 image) and 'c' (1 image) in {root} have too few images to split "
+                              "(each class needs at least 2, one for training and one for validation): add images "
+                              "or remove them.")
+    assert cli.main(["check-data", str(root)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == ("warning: too few images to split into training and "
+                                                       "validation (split() needs 2 a class): a (1), c (1)")
+    parts = split(index_folder(_folder(tmp_path / "two", {"a": 2, "b": 2}), progress=False))
+    assert len(parts.train) == len(parts.val) == 2  # two images a class are enough
+    assert _state(root) == before
+
+
+def test_a_dangling_class_link_is_reported(tmp_path):
+    root = _folder(tmp_path / "data", {"a": 2, "b": 2})
+    (root / "ghost").symlink_to(tmp_path / "nowhere")
+    before = _state(tmp_path)
+    index = index_folder(root, progress=False)
+    assert index.classes == ("a", "b")
+    assert index.skipped == (("ghost/", f"cannot be read: it links to {tmp_path / 'nowhere'}, which does not exist"),)
+    assert (f"skipped 1 unreadable image(s) or folder(s): ghost/ (cannot be read: it links to {tmp_path / 'nowhere'}, "
+            "which does not exist)") in index.report()
+    assert _state(tmp_path) == before
+
+
+def test_an_unreadable_class_folder_or_subfolder(tmp_path, unprivileged):
+    root = _folder(tmp_path / "data", {"a": 2, "b": 2})
+    (root / "a" / "more").mkdir()
+    for folder in (root / "a" / "more", root / "b"):
+        folder.chmod(0)
+    try:
+        before = _state(tmp_path)
+        _one_line_error(_run(unprivileged, "check-data", str(root)),
+                        f"Class folder {root / 'b'} cannot be read (Permission denied): fix its permissions or "
+                        f"move it out of {root}.")
+        (root / "b").chmod(0o755)
+        out = _run(unprivileged, "check-data", str(root))
+        assert out.returncode == 0 and out.stderr == ""
+        assert "skipped 1 unreadable image(s) or folder(s): a/more/ (cannot be read: Permission denied)" in out.stdout
+        assert _state(tmp_path) == {**before, "data/b": ("folder", 0o755)}
+    finally:
+        for folder in (root / "a" / "more", root / "b"):
+            folder.chmod(0o755)
+
+
+# ----------------------------------------------------------------------------- argument mistakes
+
+def test_an_empty_path_is_not_the_current_folder(tmp_path, monkeypatch, capsys):
+    _folder(tmp_path, {"a": 2, "b": 2})  # the current folder is a valid image folder: it must not be used
+    monkeypatch.chdir(tmp_path)
+    before = _state(tmp_path)
+    assert cli.main(["check-data", ""]) == 1
+    assert capsys.readouterr() == ("", "resbook: The path of an image folder is empty: give its path (use '.' for "
+                                       "the current folder).\n")
+    assert cli.main(["fetch", "mnist", "--dest", ""]) == 1
+    assert capsys.readouterr() == ("", "resbook: The path of the destination folder is empty: give its path (use "
+                                       "'.' for the current folder).\n")
+    assert _state(tmp_path) == before
+
+
+@pytest.fixture
+def small_index(tmp_path):
+    return index_folder(_folder(tmp_path / "data", {"a": 2, "b": 2}), progress=False)
+
+
+@pytest.mark.parametrize("call, expected", [
+    (lambda ix: index_folder(None), "The path of an image folder must be a str or pathlib.Path, not None: pass the "
+                                    "path of an image folder."),
+    (lambda ix: load_images(ix, size=0), "size=0 is not an image size: use a whole number of pixels from 1 up, "
+                                         "e.g. 64."),
+    (lambda ix: load_images(ix, size=12.5), "size=12.5 is not an image size: use a whole number of pixels from 1 "
+                                            "up, e.g. 64."),
+    (lambda ix: load_images(str(ix.root)), "load_images() needs the FolderIndex that index_folder() returns, not "
+                                           "str: call index_folder(path) first."),
+    (lambda ix: split(ix, val_fraction="0.2"), "val_fraction='0.2' is not a fraction: use a number between 0 and 1, "
+                                               "e.g. 0.2."),
+    (lambda ix: split(ix, seed=-1), "seed=-1 is not a valid seed: use a whole number from 0 up, e.g. 0."),
+    (lambda ix: extract(ix.root / "a" / "0.png", None), "The path of the destination folder must be a str or "
+                                                        "pathlib.Path, not None: pass the path of the destination "
+                                                        "folder."),
+])
+def test_argument_mistakes_say_what_is_valid(small_index, tmp_path, call, expected):
+    before = _state(tmp_path)
+    with pytest.raises(ResbookError) as err:
+        call(small_index)
+    assert str(err.value) == expected
+    assert _state(tmp_path) == before
+
+
+# ----------------------------------------------------------------------------- MNIST
+
+def test_mnist_folder_that_is_a_file(tmp_path):
+    mine = tmp_path / "mnist.gz"
+    mine.write_bytes(b"not a folder")
+    before = _state(tmp_path)
+    with pytest.raises(ResbookError) as err:
+        load_mnist_folder(mine)
+    assert str(err.value) == f"{mine} is a file, not a folder: point at the folder that holds the four MNIST idx files."
+    assert _state(tmp_path) == before

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import numbers
 import os
 import tempfile
 import warnings
@@ -36,12 +37,13 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from ..errors import ResbookError, brief
+from ..errors import ResbookError, as_path, brief
 from ..settings import cache_dir, progress_bar
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 SHOWN = 3  # how many file names a one-line summary quotes
-CACHE_VERSION = 1  # bump when load_images' decoding changes, so old caches are not reused
+MIN_TO_SPLIT = 2  # images a class needs so that split() puts one in training and one in validation
+CACHE_VERSION = 2  # bump when load_images' decoding changes, so old caches are not reused
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,7 +85,8 @@ class FolderIndex:
         lines = [f"{self.root}: {len(self.classes)} classes, {len(self.files):,} images"]
         lines += [f"  {c:<{width}}  {n:>6,}" for c, n in self.counts().items()]
         if self.skipped:
-            lines.append(f"skipped {len(self.skipped)} unreadable image(s): "
+            what = "image(s)" if not any(f.endswith("/") for f, _ in self.skipped) else "image(s) or folder(s)"
+            lines.append(f"skipped {len(self.skipped)} unreadable {what}: "
                          + _some([f"{f} ({why})" for f, why in self.skipped]))
         if self.duplicates:
             lines.append(f"duplicates within a class: {len(self.duplicates)} group(s) of byte-identical images, "
@@ -95,9 +98,14 @@ class FolderIndex:
                          + _some([" = ".join(g) for g in self.ambiguous]))
         if self.converted:
             lines.append(f"converted to RGB when loaded: {sum(self.converted.values())} image(s) ("
-                         + ", ".join(f"{mode} {n}" for mode, n in sorted(self.converted.items())) + ")")
+                         + ", ".join(f"{mode} {n}" + (" scaled to 8 bits" if _full_scale(mode) else "")
+                                     for mode, n in sorted(self.converted.items())) + ")")
         if self.ignored:
             lines.append(f"ignored {len(self.ignored)} non-image file(s): {_some(list(self.ignored))}")
+        small = [f"{c} ({n})" for c, n in self.counts().items() if n < MIN_TO_SPLIT]
+        if small:
+            lines.append(f"warning: too few images to split into training and validation (split() needs "
+                         f"{MIN_TO_SPLIT} a class): {_some(small)}")
         return "\n".join(lines)
 
 
@@ -172,26 +180,36 @@ def index_folder(path: str | os.PathLike, progress: bool = True) -> FolderIndex:
 
     Classes are the sorted names of the subfolders; images are found at any
     depth below them by suffix (``.jpg``, ``.png``, ...). Hidden files and
-    folders are ignored, other files are listed as ignored. Raises
-    :class:`ResbookError` for a missing folder, a file, a folder without
-    class subfolders, fewer than two classes, or a class without images.
+    folders are ignored, other files are listed as ignored; a link to a
+    missing folder and a subfolder that cannot be read are listed as skipped.
+    Raises :class:`ResbookError` for a missing or unreadable folder, a file,
+    a folder without class subfolders, fewer than two classes, or a class
+    without images or whose folder cannot be read.
     """
-    root = Path(path)
+    root = as_path(path, "an image folder")
     if not root.exists():
         raise ResbookError(f"Image folder {root} does not exist: check the path (it should hold one subfolder "
                            "per class).")
     if not root.is_dir():
         raise ResbookError(f"{root} is a file, not a folder: point at the folder that holds one subfolder per class.")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not _hidden(p.name))
+    try:
+        entries = sorted((p for p in root.iterdir() if not _hidden(p.name)), key=lambda p: p.name)
+    except OSError as exc:
+        raise ResbookError(f"Image folder {root} cannot be read ({exc.strerror or brief(exc)}): fix its "
+                           "permissions or point at another folder.") from None
+    classes = [p.name for p in entries if p.is_dir()]
     if not classes:
         raise ResbookError(f"{root} has no class subfolders: put the images in one subfolder per class "
                            f"(e.g. {root / 'daisy'}/*.jpg).")
     if len(classes) < 2:
         raise ResbookError(f"{root} has only one class folder ({classes[0]!r}): a classifier needs at least "
                            "two classes, one subfolder each.")
-    candidates, ignored = [], [p.name for p in sorted(root.iterdir()) if p.is_file() and not _hidden(p.name)]
+    skipped = [(f"{p.name}/", f"cannot be read: it links to {os.readlink(p)}, which does not exist")
+               for p in entries if p.is_symlink() and not p.exists()]
+    candidates, ignored = [], [p.name for p in entries if p.is_file()]
     for label, cls in enumerate(classes):
-        for folder, subfolders, names in os.walk(root / cls):
+        unreadable: list[OSError] = []
+        for folder, subfolders, names in os.walk(root / cls, onerror=unreadable.append):
             subfolders[:] = sorted(d for d in subfolders if not _hidden(d))
             for name in sorted(n for n in names if not _hidden(n)):
                 rel = (Path(folder) / name).relative_to(root).as_posix()
@@ -199,7 +217,14 @@ def index_folder(path: str | os.PathLike, progress: bool = True) -> FolderIndex:
                     candidates.append((rel, label))
                 else:
                     ignored.append(rel)
-    return replace(index_files(root, classes, candidates, progress=progress), ignored=tuple(ignored))
+        for exc in unreadable:
+            if Path(exc.filename) == root / cls:
+                raise ResbookError(f"Class folder {root / cls} cannot be read ({exc.strerror or brief(exc)}): "
+                                   f"fix its permissions or move it out of {root}.")
+            skipped.append((f"{Path(exc.filename).relative_to(root).as_posix()}/",
+                            f"cannot be read: {exc.strerror or brief(exc)}"))
+    index = index_files(root, classes, candidates, progress=progress)
+    return replace(index, skipped=tuple(skipped) + index.skipped, ignored=tuple(ignored))
 
 
 # ----------------------------------------------------------------------------- split
@@ -220,17 +245,33 @@ class Split:
                 "n_train": len(self.train), "n_val": len(self.val)}
 
 
+def _check_index(index: object, caller: str) -> None:
+    if not isinstance(index, FolderIndex):
+        raise ResbookError(f"{caller}() needs the FolderIndex that index_folder() returns, not "
+                           f"{type(index).__name__}: call index_folder(path) first.")
+
+
 def split(index: FolderIndex, val_fraction: float = 0.2, seed: int = 0) -> Split:
     """A seeded, stratified split: ``round(val_fraction * n)`` images of each class go to validation.
 
-    Every class with at least two images lands in both parts. The result
-    depends only on the labels, ``val_fraction`` and ``seed`` (each class is
-    shuffled with its own generator), so it is the same in every process and
-    for either framework.
+    Every class lands in both parts (at least one image in each); a class
+    with fewer than two images cannot, and gets a one-sentence error. The
+    result depends only on the labels, ``val_fraction`` and ``seed`` (each
+    class is shuffled with its own generator), so it is the same in every
+    process and for either framework.
     """
-    if not 0 < val_fraction < 1:
+    _check_index(index, "split")
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, numbers.Real) or not 0 < val_fraction < 1:
         raise ResbookError(f"val_fraction={val_fraction!r} is not a fraction: use a number between 0 and 1, "
                            "e.g. 0.2.")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ResbookError(f"seed={seed!r} is not a valid seed: use a whole number from 0 up, e.g. 0.")
+    small = [f"{c!r} ({n} image{'' if n == 1 else 's'})" for c, n in index.counts().items() if n < MIN_TO_SPLIT]
+    if small:
+        one = len(small) == 1
+        raise ResbookError(f"Class {' and '.join(small)} in {index.root} {'has' if one else 'have'} too few "
+                           f"images to split (each class needs at least {MIN_TO_SPLIT}, one for training and one "
+                           f"for validation): add images or remove {'it' if one else 'them'}.")
     train, val = [], []
     for c in range(len(index.classes)):
         members = np.random.default_rng([seed, c]).permutation(np.flatnonzero(index.labels == c))
@@ -244,8 +285,27 @@ def split(index: FolderIndex, val_fraction: float = 0.2, seed: int = 0) -> Split
 
 # ----------------------------------------------------------------------------- decoding
 
+def _full_scale(mode: str) -> float | None:
+    """The value that becomes 255 for a grey image of more than 8 bits (None for 8-bit modes).
+
+    As ``tf.image.convert_image_dtype`` and torchvision's ``ConvertImageDtype``
+    scale: by the range of the type (16-bit 65535, 32-bit integer 2**31 - 1),
+    floats from [0, 1].
+    """
+    return 65535 if mode.startswith("I;16") else 2**31 - 1 if mode == "I" else 1.0 if mode == "F" else None
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
-    """``img`` as RGB: grey, CMYK and palette images are converted, transparency is laid over white."""
+    """``img`` as RGB: grey, CMYK and palette images are converted, transparency is laid over white.
+
+    Grey images of 16 or 32 bits or of floats are scaled to 8 bits (see
+    :func:`_full_scale`); PIL's own conversion would clip them, turning a
+    16-bit image almost white.
+    """
+    top = _full_scale(img.mode)
+    if top is not None:
+        grey = np.rint(np.asarray(img, dtype=np.float64) * (255 / top))
+        return Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8)).convert("RGB")
     if img.mode == "RGB":
         return img
     if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
@@ -254,14 +314,26 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def _check_size(size: object) -> None:
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+        raise ResbookError(f"size={size!r} is not an image size: use a whole number of pixels from 1 up, e.g. 64.")
+
+
+def _gone(path: str | os.PathLike) -> ResbookError:
+    return ResbookError(f"{path} does not exist: check the path, or if it belongs to an indexed folder that "
+                        "changed since, run index_folder again.")
+
+
 def decode_image(path: str | os.PathLike, size: int) -> np.ndarray:
     """One image file as ``uint8[size, size, 3]``, decoded as :func:`load_images` decodes every image."""
+    path = as_path(path, "an image")
+    _check_size(size)
     try:
         with Image.open(path) as img:
             img.draft(None, (size, size))
             return np.asarray(to_rgb(img).resize((size, size), Image.BILINEAR))
     except FileNotFoundError:
-        raise ResbookError(f"{path} does not exist.") from None
+        raise _gone(path) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ResbookError(f"{path} could not be decoded as an image ({brief(exc)}): check the file "
                            "(if it is part of an indexed folder that changed, run index_folder again).") from None
@@ -269,7 +341,13 @@ def decode_image(path: str | os.PathLike, size: int) -> np.ndarray:
 
 def _cache_path(index: FolderIndex, size: int) -> Path:
     """Where ``load_images`` caches this index at this size: named by a hash of what it depends on."""
-    stats = [(f, st.st_size, st.st_mtime_ns) for f, st in zip(index.files, (p.stat() for p in index.paths))]
+    try:
+        stats = [(f, st.st_size, st.st_mtime_ns) for f, st in zip(index.files, (p.stat() for p in index.paths))]
+    except FileNotFoundError as exc:  # the folder changed since it was indexed
+        raise _gone(exc.filename) from None
+    except OSError as exc:
+        raise ResbookError(f"{exc.filename} cannot be read ({exc.strerror or brief(exc)}): fix its permissions, "
+                           "or run index_folder again if the folder changed.") from None
     key = hashlib.sha256(json.dumps([CACHE_VERSION, size, stats]).encode()).hexdigest()[:20]
     return cache_dir() / "decoded" / f"{index.root.name}-{size}px-{key}.npz"
 
@@ -313,6 +391,8 @@ def load_images(index: FolderIndex, size: int = 64, cache: bool = True,
     ``size``: a changed file means a new decode, and a damaged cache file is
     ignored and rebuilt.
     """
+    _check_index(index, "load_images")
+    _check_size(size)
     path = _cache_path(index, size) if cache else None
     x = _read_cache(path, len(index.files), size) if path is not None else None
     if x is None:

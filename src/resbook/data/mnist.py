@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ResbookError
+from ..errors import ResbookError, as_path
 from ..settings import profile
 
 MNIST_FILES = {
@@ -27,7 +27,7 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read one idx file (gzipped or not) into a NumPy array, checking its header against its size."""
-    path = Path(path)
+    path = as_path(path, "an idx file")
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
@@ -61,9 +61,13 @@ def load_mnist_folder(folder: str | os.PathLike) -> tuple[tuple[np.ndarray, np.n
 
     Images are ``uint8[n, 28, 28]``, labels ``int64[n]``.
     """
-    folder = Path(folder)
+    folder = as_path(folder, "the MNIST folder")
+    if folder.exists() and not folder.is_dir():
+        raise ResbookError(f"{folder} is a file, not a folder: point at the folder that holds the four MNIST "
+                           "idx files.")
     if not folder.is_dir():
-        raise ResbookError(f"MNIST folder {folder} does not exist.")
+        raise ResbookError(f"MNIST folder {folder} does not exist: check the path, or get the files with "
+                           "fetch('mnist').")
     arrays = {key: read_idx(_find(folder, stem)) for key, stem in MNIST_FILES.items()}
     for split in ("train", "test"):
         xs, ys = arrays[f"{split}_images"], arrays[f"{split}_labels"]
