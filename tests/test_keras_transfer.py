@@ -1,3 +1,5 @@
+import warnings
+
 import h5py
 import keras
 import numpy as np
@@ -88,6 +90,41 @@ def test_wrong_weights_file_gets_one_sentence(tmp_path, small_base, kind):
     assert path.read_bytes() == original
     with pytest.raises(ResbookError, match="does not exist"):
         load_weights(small_base, tmp_path / "missing.h5")
+
+
+@pytest.mark.parametrize("fmt", ["keras3", "legacy"])
+def test_weights_of_another_resnet_get_one_sentence_and_leave_the_model_alone(tmp_path, small_base, fmt):
+    """Issue 26, case 5: ResNet-18 weights into a ResNet-34, in Keras 3's .weights.h5 and the legacy layout."""
+    if fmt == "keras3":
+        path = tmp_path / "resnet18.weights.h5"
+        small_base.save_weights(path)
+    else:
+        path = save_legacy_h5(small_base, tmp_path / "resnet18.h5")
+    original = path.read_bytes()
+    model = backbone("resnet34", (32, 32, 3))
+    before = [keras.ops.convert_to_numpy(w) for w in model.weights]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ResbookError) as err:
+            load_weights(model, path)
+    assert str(err.value) == (
+        f"{path} holds the weights of another network than resnet34_backbone: 40 layers with weights and "
+        "11,190,912 parameters, where the model has 72 layers with weights and 21,310,208 parameters; load the "
+        "weights file saved from the same ResNet (same depth, include_top and input channels).")
+    assert [str(w.message) for w in caught] == []  # Keras printed 21-34 warnings before the check
+    assert all(np.array_equal(a, keras.ops.convert_to_numpy(w)) for a, w in zip(before, model.weights))
+    assert path.read_bytes() == original and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_imagenet_weights_for_a_depth_without_them(monkeypatch, tmp_path):
+    """Issue 26: resnet18 has no published Keras ImageNet weights; nothing is fetched or written."""
+    monkeypatch.setenv("RESBOOK_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ResbookError) as err:
+        backbone("resnet18", (32, 32, 3), weights="imagenet")
+    assert str(err.value) == ("There are no ImageNet weights for 'resnet18': weights='imagenet' works with resnet50 "
+                              "and resnet152 (Keras' published no-top files), so use one of those, weights=None for "
+                              "random weights, or the path of a weights file.")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_generated_weights_with_their_own_hash_and_a_wrong_one(tmp_path, small_base):

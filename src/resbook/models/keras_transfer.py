@@ -17,8 +17,11 @@ modern default.
 from __future__ import annotations
 
 import os
+from collections import Counter
+from pathlib import Path
 from typing import Sequence
 
+import h5py
 import keras
 import numpy as np
 from keras import layers
@@ -52,10 +55,16 @@ def backbone(depth: str | Sequence[int] = "resnet50", input_shape: tuple[int, in
     :func:`resbook.data.sources.fetch`), or the path of a weights file of the
     same architecture.
     """
+    name = f"keras_{depth}_notop"
+    if weights == "imagenet" and name not in sources.SOURCES:
+        published = [n[len("keras_"):-len("_notop")] for n in sources.SOURCES
+                     if n.startswith("keras_") and n.endswith("_notop")]
+        raise ResbookError(f"There are no ImageNet weights for {depth!r}: weights='imagenet' works with "
+                           f"{' and '.join(published)} (Keras' published no-top files), so use one of those, "
+                           "weights=None for random weights, or the path of a weights file.")
     model = build_resnet(depth, input_shape, include_top=False, pooling=pooling,
                          name=f"{depth if isinstance(depth, str) else 'resnet'}_backbone")
     if weights == "imagenet":
-        name = f"keras_{depth}_notop"
         load_weights(model, sources.fetch(name), sources.source(name).remotes[0])
     elif weights is not None:
         load_weights(model, weights)
@@ -67,14 +76,49 @@ def load_weights(model: keras.Model, path: str | os.PathLike, remote: Remote | N
 
     The file is first checked by :func:`~resbook.data.download.check_weights_file`
     (against ``remote``'s hash when given); then a file that is valid HDF5 but
-    made for another network is caught when its layers do not fit.
+    made for another network is caught by comparing its arrays' shapes with
+    the model's before Keras loads anything, so the model is left as it was.
     """
     path = check_weights_file(path, remote)
+    found, wanted = _shapes_in_file(path), _shapes_in_model(model)
+    if Counter(s for shapes in found.values() for s in shapes) != Counter(
+            s for shapes in wanted.values() for s in shapes):
+        raise ResbookError(f"{path} holds the weights of another network than {model.name}: {_summary(found)}, "
+                           f"where the model has {_summary(wanted)}; load the weights file saved from the same "
+                           "ResNet (same depth, include_top and input channels).")
     try:
         model.load_weights(os.fspath(path))
     except Exception as exc:  # noqa: BLE001 - Keras raises several kinds for a mismatched file
-        raise ResbookError(f"{path} holds weights for another network than {model.name} ({brief(exc)}): "
-                           "use the no-top weights file of the same ResNet.") from None
+        raise ResbookError(f"{path} does not fit {model.name} although its arrays have the right shapes "
+                           f"({type(exc).__name__}: {brief(exc)[:120]}): load the weights file saved from the "
+                           "same ResNet.") from None
+
+
+def _shapes_in_file(path: Path) -> dict[str, list[tuple[int, ...]]]:
+    """The shapes of the arrays in a Keras weights file (``.weights.h5`` or legacy ``.h5``), by layer group."""
+    groups: dict[str, list[tuple[int, ...]]] = {}
+
+    def visit(name: str, obj: object) -> None:
+        if isinstance(obj, h5py.Dataset) and not name.startswith("optimizer"):
+            groups.setdefault(name.rpartition("/")[0], []).append(tuple(obj.shape))
+
+    with h5py.File(path, "r") as f:
+        f.visititems(visit)
+    return groups
+
+
+def _shapes_in_model(model: keras.Model) -> dict[str, list[tuple[int, ...]]]:
+    """The shapes of ``model``'s weights, by layer."""
+    groups: dict[str, list[tuple[int, ...]]] = {}
+    for w in model.weights:
+        groups.setdefault(w.path.rpartition("/")[0], []).append(tuple(w.shape))
+    return groups
+
+
+def _summary(groups: dict[str, list[tuple[int, ...]]]) -> str:
+    """``"62 layers with weights and 11,186,112 parameters"``."""
+    params = sum(int(np.prod(s)) for shapes in groups.values() for s in shapes)
+    return f"{len(groups)} layers with weights and {params:,} parameters"
 
 
 def _head_layers(head: str, classes: int) -> list[layers.Layer]:
