@@ -21,7 +21,7 @@ from PIL import Image
 
 from resbook import cli
 from resbook.data.download import Remote, download, extract
-from resbook.data.folders import index_folder, load_images, split
+from resbook.data.folders import decode_image, index_folder, load_images, split
 from resbook.data.mnist import load_mnist_folder
 from resbook.errors import ResbookError
 
@@ -233,6 +233,20 @@ def test_16_bit_32_bit_and_float_images_are_scaled_to_8_bits(tmp_path, monkeypat
         assert (grey == grey[..., :1]).all(), name  # grey stays grey
         assert np.abs(grey[..., 0] - expected).max() <= 0.5 + 1e-9, name  # PIL's clip gave a mean of 254.6
         assert (grey.min(), grey.max(), round(grey.mean(), 1)) == (0, 255, 127.5), name
+
+
+def test_a_16_bit_pgm_is_scaled_to_8_bits(tmp_path):
+    """Pillow opens a 16-bit PGM as mode "I", as it does 32-bit images: its values span 0-65535, not 0-2**31-1."""
+    ramp = np.linspace(0, 1, 256).reshape(16, 16)
+    path = tmp_path / "ramp.pgm"
+    Image.fromarray((ramp * 65535).round().astype(np.uint16)).save(path)
+    with Image.open(path) as img:
+        assert (img.mode, img.getextrema()) == ("I", (0, 65535))
+    before = _state(tmp_path)
+    grey = decode_image(path, 16).astype(float)
+    assert (grey == grey[..., :1]).all()  # grey stays grey
+    assert np.abs(grey[..., 0] - ramp * 255).max() <= 0.5 + 1e-9  # scaled by 2**31 - 1 it was all black
+    assert _state(tmp_path) == before
 
 
 def test_too_few_images_to_split(tmp_path, capsys):

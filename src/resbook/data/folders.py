@@ -43,7 +43,8 @@ from ..settings import cache_dir, progress_bar
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 SHOWN = 3  # how many file names a one-line summary quotes
 MIN_TO_SPLIT = 2  # images a class needs so that split() puts one in training and one in validation
-CACHE_VERSION = 2  # bump when load_images' decoding changes, so old caches are not reused
+SIXTEEN_BIT_FORMATS = frozenset({"PNG", "PPM"})  # at most 16 bits a sample; PIL calls PGM and PPM "PPM"
+CACHE_VERSION = 3  # bump when load_images' decoding changes, so old caches are not reused
 
 
 @dataclass(frozen=True, eq=False)
@@ -285,14 +286,17 @@ def split(index: FolderIndex, val_fraction: float = 0.2, seed: int = 0) -> Split
 
 # ----------------------------------------------------------------------------- decoding
 
-def _full_scale(mode: str) -> float | None:
+def _full_scale(mode: str, file_format: str | None = None) -> float | None:
     """The value that becomes 255 for a grey image of more than 8 bits (None for 8-bit modes).
 
     As ``tf.image.convert_image_dtype`` and torchvision's ``ConvertImageDtype``
     scale: by the range of the type (16-bit 65535, 32-bit integer 2**31 - 1),
-    floats from [0, 1].
+    floats from [0, 1]. PIL opens a 16-bit PGM as mode "I", the mode of
+    32-bit images, so "I" from a file format of at most 16 bits is 16-bit.
     """
-    return 65535 if mode.startswith("I;16") else 2**31 - 1 if mode == "I" else 1.0 if mode == "F" else None
+    if mode.startswith("I;16") or (mode == "I" and file_format in SIXTEEN_BIT_FORMATS):
+        return 65535
+    return 2**31 - 1 if mode == "I" else 1.0 if mode == "F" else None
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -302,7 +306,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
     :func:`_full_scale`); PIL's own conversion would clip them, turning a
     16-bit image almost white.
     """
-    top = _full_scale(img.mode)
+    top = _full_scale(img.mode, img.format)
     if top is not None:
         grey = np.rint(np.asarray(img, dtype=np.float64) * (255 / top))
         return Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8)).convert("RGB")
