@@ -299,6 +299,20 @@ def test_an_unreadable_class_folder_or_subfolder(tmp_path, unprivileged):
             folder.chmod(0o755)
 
 
+def test_a_listable_but_unsearchable_image_folder(tmp_path, unprivileged):
+    """An image folder with r--: its names can be listed, but whether each is a folder cannot be looked up."""
+    root = _folder(tmp_path / "data", {"a": 2, "b": 2})
+    root.chmod(0o444)
+    try:
+        before = _state(tmp_path)
+        _one_line_error(_run(unprivileged, "check-data", str(root)),
+                        f"Image folder {root} cannot be read (Permission denied): fix its permissions or point at "
+                        "another folder.")
+        assert _state(tmp_path) == before
+    finally:
+        root.chmod(0o755)
+
+
 # ----------------------------------------------------------------------------- argument mistakes
 
 def test_an_empty_path_is_not_the_current_folder(tmp_path, monkeypatch, capsys):

@@ -193,21 +193,22 @@ def index_folder(path: str | os.PathLike, progress: bool = True) -> FolderIndex:
                            "per class).")
     if not root.is_dir():
         raise ResbookError(f"{root} is a file, not a folder: point at the folder that holds one subfolder per class.")
-    try:
+    try:  # a folder that can be listed (r) but not searched (x) fails at is_dir(), not at iterdir()
         entries = sorted((p for p in root.iterdir() if not _hidden(p.name)), key=lambda p: p.name)
+        classes = [p.name for p in entries if p.is_dir()]
+        ignored = [p.name for p in entries if p.is_file()]
+        skipped = [(f"{p.name}/", f"cannot be read: it links to {os.readlink(p)}, which does not exist")
+                   for p in entries if p.is_symlink() and not p.exists()]
     except OSError as exc:
         raise ResbookError(f"Image folder {root} cannot be read ({exc.strerror or brief(exc)}): fix its "
                            "permissions or point at another folder.") from None
-    classes = [p.name for p in entries if p.is_dir()]
     if not classes:
         raise ResbookError(f"{root} has no class subfolders: put the images in one subfolder per class "
                            f"(e.g. {root / 'daisy'}/*.jpg).")
     if len(classes) < 2:
         raise ResbookError(f"{root} has only one class folder ({classes[0]!r}): a classifier needs at least "
                            "two classes, one subfolder each.")
-    skipped = [(f"{p.name}/", f"cannot be read: it links to {os.readlink(p)}, which does not exist")
-               for p in entries if p.is_symlink() and not p.exists()]
-    candidates, ignored = [], [p.name for p in entries if p.is_file()]
+    candidates = []
     for label, cls in enumerate(classes):
         unreadable: list[OSError] = []
         for folder, subfolders, names in os.walk(root / cls, onerror=unreadable.append):
