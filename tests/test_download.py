@@ -1,5 +1,6 @@
 """Downloads against a local HTTP server, archive safety, and the weights-file check (no network)."""
 
+import errno
 import hashlib
 import io
 import os
@@ -12,6 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
+from resbook.data import download as download_module
 from resbook.data.download import Remote, check_weights_file, download, extract
 from resbook.errors import ResbookError
 
@@ -74,6 +76,51 @@ def test_a_wrong_file_at_the_target_is_left_untouched(http_server, tmp_path, one
     one_sentence(str(err.value))
     assert mine.read_bytes() == b"the user's own file" and _tree(tmp_path) == ["dl", "dl/data.bin"]
     assert http_server.hits == []
+
+
+def test_a_link_at_the_target_is_left_untouched(http_server, tmp_path, one_sentence):
+    """A link the user placed where the file goes, to where it will be: the link is theirs, not replaced."""
+    http_server.routes["/data.bin"] = BODY
+    (tmp_path / "dl").mkdir()
+    link = tmp_path / "dl" / "data.bin"
+    link.symlink_to(tmp_path / "big_disk" / "data.bin")  # dangling: exists() is False
+    with pytest.raises(ResbookError, match="exists but is not the expected file") as err:
+        download(_remote(http_server.url + "/data.bin"), tmp_path / "dl", progress=False)
+    assert f"it is a link to {tmp_path / 'big_disk' / 'data.bin'}, which does not exist" in one_sentence(str(err.value))
+    assert os.readlink(link) == str(tmp_path / "big_disk" / "data.bin") and _tree(tmp_path) == ["dl", "dl/data.bin"]
+    assert http_server.hits == []
+
+
+@pytest.mark.parametrize("placed", [b"the user's own file", BODY])
+def test_a_file_placed_during_the_download_is_left_untouched(http_server, tmp_path, monkeypatch, one_sentence,
+                                                              placed):
+    """A file copied to the target by hand (or by another download) while this one ran is never replaced."""
+    http_server.routes["/data.bin"] = BODY
+    mine = tmp_path / "dl" / "data.bin"
+    receive = download_module._receive
+
+    def receive_while_a_file_is_placed(*args, **kwargs):
+        receive(*args, **kwargs)
+        mine.write_bytes(placed)
+    monkeypatch.setattr(download_module, "_receive", receive_while_a_file_is_placed)
+    if placed == BODY:  # the expected file: used
+        assert download(_remote(http_server.url + "/data.bin"), tmp_path / "dl", progress=False) == mine
+    else:
+        with pytest.raises(ResbookError, match="exists but is not the expected file") as err:
+            download(_remote(http_server.url + "/data.bin"), tmp_path / "dl", progress=False)
+        one_sentence(str(err.value))
+    assert mine.read_bytes() == placed and _tree(tmp_path) == ["dl", "dl/data.bin"]  # no .part file either
+
+
+def test_a_file_system_without_hard_links(http_server, tmp_path, monkeypatch):
+    """FAT and some network shares refuse os.link: the verified file is renamed into place instead."""
+    http_server.routes["/data.bin"] = BODY
+
+    def no_link(src, dst):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+    monkeypatch.setattr(download_module.os, "link", no_link)
+    target = download(_remote(http_server.url + "/data.bin"), tmp_path / "dl", progress=False)
+    assert target.read_bytes() == BODY and _tree(tmp_path) == ["dl", "dl/data.bin"]
 
 
 # ----------------------------------------------------------------------------- archives

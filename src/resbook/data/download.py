@@ -3,11 +3,13 @@
 The rules, learned from the peers' bug trackers (see the book's references):
 
 * A download goes to a temporary file *beside* the target, its size and hash
-  are checked, and only then is it renamed into place. A killed kernel or a
+  are checked, and only then is it linked into place. A killed kernel or a
   dropped connection leaves no file at the target, so nothing half-written is
   ever reused (Keras' ``get_file`` writes the target directly).
-* A file already at the target is used only if it verifies; if it does not,
-  it is left alone (it may be the user's) and the error says what to do.
+* A file already at the target (or a link, even to a missing file) is used
+  only if it verifies; if it does not, it is left alone (it may be the
+  user's) and the error says what to do. That holds for a file placed there
+  during the download too: a hard link, unlike a rename, never replaces one.
 * No network, or an error from the server: one sentence naming the URL (and
   what the server answered), where the file should go, and its size and hash,
   so it can be placed there by hand. A failed download also removes the
@@ -144,6 +146,34 @@ def _receive(remote: Remote, out, target: Path, timeout: float, progress: bool) 
                            f"{announced:,} bytes; run again to retry (nothing was written to {target}).")
 
 
+def _existing(target: Path, remote: Remote) -> Path:
+    """``target`` if it is the file ``remote`` describes; otherwise one sentence, and the file is left alone."""
+    try:
+        if target.is_symlink() and not target.exists():
+            problem = f"it is a link to {os.readlink(target)}, which does not exist"
+        else:
+            problem = verify(target, remote) if target.is_file() else "it is not a file"
+    except OSError as exc:
+        problem = f"it cannot be read: {exc.strerror or brief(exc)}"
+    if problem is None:
+        return target
+    raise ResbookError(f"{target} exists but is not the expected file ({problem}): "
+                       f"move it away so it can be downloaded again, or replace it with the file from {remote.url}.")
+
+
+def _link(tmp: Path, target: Path) -> bool:
+    """Give ``tmp`` the name ``target`` too, unless something is there (it is never replaced); True if it did."""
+    try:
+        os.link(tmp, target)  # unlike a rename, fails if a file appeared at the target during the download
+    except FileExistsError:
+        return False
+    except OSError:  # a file system without hard links (FAT, some network shares): look, then rename
+        if target.exists() or target.is_symlink():
+            return False
+        tmp.replace(target)
+    return True
+
+
 def download(remote: Remote, directory: str | os.PathLike, timeout: float = 60,
              progress: bool = True) -> Path:
     """Return ``directory/remote.filename``, downloading and verifying it first if needed.
@@ -153,15 +183,8 @@ def download(remote: Remote, directory: str | os.PathLike, timeout: float = 60,
     """
     directory = as_path(directory, "the download folder")
     target = directory / remote.filename
-    if target.exists():
-        try:
-            problem = verify(target, remote) if target.is_file() else "it is not a file"
-        except OSError as exc:
-            problem = f"it cannot be read: {exc.strerror or brief(exc)}"
-        if problem is None:
-            return target
-        raise ResbookError(f"{target} exists but is not the expected file ({problem}): "
-                           f"move it away so it can be downloaded again, or replace it with the file from {remote.url}.")
+    if target.exists() or target.is_symlink():  # a link to a missing file is the user's too
+        return _existing(target, remote)
     created = _make_folders(directory)
     tmp = None
     try:
@@ -176,8 +199,9 @@ def download(remote: Remote, directory: str | os.PathLike, timeout: float = 60,
         if problem is not None:
             raise ResbookError(f"The file downloaded from {remote.url} is not the expected one ({problem}); "
                                f"nothing was written to {target}: try again later or place the file by hand.")
-        tmp.replace(target)
-        return target
+        placed = _link(tmp, target)
+        tmp.unlink(missing_ok=True)
+        return target if placed else _existing(target, remote)
     except BaseException:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
