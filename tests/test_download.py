@@ -123,6 +123,36 @@ def test_a_file_system_without_hard_links(http_server, tmp_path, monkeypatch):
     assert target.read_bytes() == BODY and _tree(tmp_path) == ["dl", "dl/data.bin"]
 
 
+class _FullDisk(io.FileIO):
+    """A file on a full disk: writing, or else closing (which writes what was buffered), fails with ENOSPC."""
+
+    fails_at = "write"
+
+    def write(self, data):
+        if self.fails_at == "write":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return super().write(data)
+
+    def close(self):
+        was_open = not self.closed
+        super().close()
+        if was_open and self.fails_at == "close":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("fails_at", ["write", "close"])
+def test_a_full_disk_is_not_a_broken_download(http_server, tmp_path, monkeypatch, fails_at):
+    http_server.routes["/data.bin"] = BODY
+    monkeypatch.setattr(_FullDisk, "fails_at", fails_at)
+    monkeypatch.setattr(download_module.os, "fdopen", lambda fd, mode: _FullDisk(fd, mode))
+    before = _tree(tmp_path)
+    with pytest.raises(ResbookError) as err:
+        download(_remote(http_server.url + "/data.bin"), tmp_path / "dl", progress=False)
+    assert str(err.value) == (f"Cannot write to {tmp_path / 'dl'} (No space left on device): free some space "
+                              "there, or choose a folder on another disk.")
+    assert _tree(tmp_path) == before  # no .part file, no download folder
+
+
 # ----------------------------------------------------------------------------- archives
 
 def _tar(path, members):

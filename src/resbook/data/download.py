@@ -27,6 +27,7 @@ What is downloaded, and from where, is listed in :mod:`resbook.data.sources`.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import os
@@ -112,8 +113,18 @@ def _remove_empty(created: list[Path]) -> None:
 
 
 def _cannot_write(folder: Path, exc: OSError) -> ResbookError:
-    return ResbookError(f"Cannot write to {folder} ({exc.strerror or brief(exc)}): choose a folder you can "
-                        "write to, or make this one writable.")
+    fix = ("free some space there, or choose a folder on another disk" if exc.errno == errno.ENOSPC
+           else "choose a folder you can write to, or make this one writable")
+    return ResbookError(f"Cannot write to {folder} ({exc.strerror or brief(exc)}): {fix}.")
+
+
+def _read(response, remote: Remote, target: Path) -> bytes:
+    """The next chunk of ``response``; one sentence if the connection breaks off."""
+    try:
+        return response.read(CHUNK)
+    except (OSError, http.client.HTTPException) as exc:
+        raise ResbookError(f"The download of {remote.url} broke off ({brief(exc)}); run again "
+                           f"to retry (nothing was written to {target}).") from None
 
 
 def _receive(remote: Remote, out, target: Path, timeout: float, progress: bool) -> None:
@@ -133,14 +144,10 @@ def _receive(remote: Remote, out, target: Path, timeout: float, progress: bool) 
         received = 0
         with progress_bar(total=announced or remote.size, show=progress, unit="B", unit_scale=True,
                           desc=remote.filename, leave=False) as bar:
-            try:
-                for chunk in iter(lambda: response.read(CHUNK), b""):
-                    out.write(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-            except (OSError, http.client.HTTPException) as exc:
-                raise ResbookError(f"The download of {remote.url} broke off ({brief(exc)}); run again "
-                                   f"to retry (nothing was written to {target}).") from None
+            for chunk in iter(lambda: _read(response, remote, target), b""):
+                out.write(chunk)  # an OSError here (a full disk) is not the network's: download() says so
+                received += len(chunk)
+                bar.update(len(chunk))
     if announced and received != announced:  # the server closed the connection early
         raise ResbookError(f"The download of {remote.url} broke off after {received:,} of "
                            f"{announced:,} bytes; run again to retry (nothing was written to {target}).")
@@ -193,8 +200,11 @@ def download(remote: Remote, directory: str | os.PathLike, timeout: float = 60,
         except OSError as exc:
             raise _cannot_write(directory, exc) from None
         tmp = Path(tmp_name)
-        with os.fdopen(fd, "wb") as out:
-            _receive(remote, out, target, timeout, progress)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                _receive(remote, out, target, timeout, progress)
+        except OSError as exc:  # writing, or closing (which writes the last bytes): a full disk, a quota
+            raise _cannot_write(directory, exc) from None
         problem = verify(tmp, remote)
         if problem is not None:
             raise ResbookError(f"The file downloaded from {remote.url} is not the expected one ({problem}); "
