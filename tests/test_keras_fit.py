@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 
 from resbook.data.generated import FLOWER_CLASSES, flower_image
+from resbook.errors import ResbookError
 from resbook.models.keras_resnet import build_resnet
-from resbook.train.keras_fit import (KeepBest, RandomAffine, fit, predict_classes, predict_with_flip,
-                                     sparse_crossentropy, warmup_cosine, with_input_pipeline)
+from resbook.train.keras_fit import (KeepBest, RandomAffine, configure_precision, fit, predict_classes,
+                                     predict_with_flip, sparse_crossentropy, warmup_cosine, with_input_pipeline)
 
 
 def test_random_affine_is_identity_at_inference_and_with_no_change():
@@ -85,6 +86,27 @@ def test_fit_says_where_it_trains(capsys):
     fit(model, (np.zeros((8, 4), "float32"), np.zeros(8, int)), None, epochs=1, batch_size=4, verbose=2)
     first = capsys.readouterr().out.splitlines()[0]
     assert first.startswith(f"tiny: training on {settings.device()} (") and "batch 4, 8 examples" in first
+
+
+def test_configure_precision_follows_the_cpus_bf16_instructions_and_the_override(monkeypatch, capsys):
+    from resbook import settings
+    monkeypatch.setattr(settings, "gpu_name", lambda: None)
+    monkeypatch.delenv("RESBOOK_PRECISION", raising=False)
+    try:
+        monkeypatch.setattr(settings, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
+        assert configure_precision() == "mixed_bfloat16" == keras.mixed_precision.global_policy().name
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")], name="tiny")
+        fit(model, (np.zeros((8, 4), "float32"), np.zeros(8, int)), None, epochs=1, batch_size=4, verbose=2)
+        assert "with mixed_bfloat16" in capsys.readouterr().out.splitlines()[0]
+        assert configure_precision("float32") == "float32" == keras.mixed_precision.global_policy().name
+        monkeypatch.setattr(settings, "cpu_flags", lambda: frozenset({"avx2"}))
+        assert configure_precision() == "float32"
+        monkeypatch.setenv("RESBOOK_PRECISION", "bfloat16")
+        assert configure_precision() == "mixed_bfloat16"
+        with pytest.raises(ResbookError, match="^precision='fp8' is not a precision"):
+            configure_precision("fp8")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
 
 
 def test_warmup_cosine_rises_to_the_peak_then_falls_to_zero_at_the_last_step():

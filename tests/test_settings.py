@@ -77,3 +77,66 @@ def test_cli_info_and_bad_profile(monkeypatch):
     assert bad.returncode == 1
     assert bad.stderr.strip().count("\n") == 0 and "is not a profile" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ({"fpu", "avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}, "AMX bf16"),
+    ({"fpu", "avx2", "avx512f", "avx512_bf16"}, "AVX-512 bf16"),
+    ({"fpu", "avx2", "avx512f"}, None),
+    (set(), None),
+])
+def test_cpu_bf16_names_the_best_native_instruction_set(flags, expected):
+    assert settings.cpu_bf16(flags) == expected
+
+
+@pytest.fixture
+def cpu_flags(monkeypatch, no_gpu):
+    """Pretend this CPU has the given flags (and no GPU is present)."""
+    monkeypatch.delenv("RESBOOK_PRECISION", raising=False)
+
+    def use(*flags):
+        monkeypatch.setattr(settings, "cpu_flags", lambda: frozenset(flags))
+    return use
+
+
+def test_auto_precision_is_bf16_exactly_where_the_cpu_computes_it_natively(cpu_flags):
+    cpu_flags("avx2", "avx512f", "avx512_bf16")
+    assert settings.precision() == "bfloat16" and settings.precision("auto") == "bfloat16"
+    assert settings.device().endswith("cores, AVX-512 bf16)")
+    cpu_flags("avx2", "amx_bf16")
+    assert settings.precision() == "bfloat16" and settings.device().endswith("cores, AMX bf16)")
+    cpu_flags("avx2", "avx512f")
+    assert settings.precision() == "float32" and settings.device().endswith("cores)")
+
+
+def test_auto_precision_is_bf16_on_a_gpu(monkeypatch, a_gpu):
+    monkeypatch.delenv("RESBOOK_PRECISION", raising=False)
+    monkeypatch.setattr(settings, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert settings.precision() == "bfloat16"
+    assert settings.precision(native_bf16=False) == "float32"  # e.g. a GPU without bf16 (torch asks)
+
+
+def test_precision_override_by_argument_and_environment(monkeypatch, cpu_flags):
+    cpu_flags("avx512_bf16")
+    monkeypatch.setenv("RESBOOK_PRECISION", "float32")
+    assert settings.precision() == "float32"
+    assert settings.precision("bfloat16") == "bfloat16"  # the argument wins over the environment
+    cpu_flags("avx2")
+    monkeypatch.setenv("RESBOOK_PRECISION", " BFloat16 ")
+    assert settings.precision() == "bfloat16"
+    assert settings.precision("float32") == "float32"
+
+
+@pytest.mark.parametrize("where", ["argument", "environment"])
+def test_bad_precision_is_one_sentence_naming_the_choices(monkeypatch, where):
+    if where == "environment":
+        monkeypatch.setenv("RESBOOK_PRECISION", "fp16")
+        call = settings.precision
+    else:
+        call = lambda: settings.precision("fp16")  # noqa: E731
+    with pytest.raises(ResbookError) as err:
+        call()
+    msg = str(err.value)
+    assert ("RESBOOK_PRECISION='fp16'" if where == "environment" else "precision='fp16'") in msg
+    assert all(f"'{p}'" in msg for p in ("auto", "float32", "bfloat16"))
+    assert "\n" not in msg and msg.endswith(".")

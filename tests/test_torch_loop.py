@@ -26,11 +26,13 @@ def test_as_tensors_layout():
     assert x.shape == (2, 3, 8, 8) and torch.allclose(x, torch.ones_like(x))
 
 
-def test_loss_falls_and_model_learns(digits):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_loss_falls_and_model_learns(digits, precision):
     train, test = digits
     model, opt = _model_and_optimizer()
     before = evaluate(model, *test, device=torch.device("cpu"))
-    hist = fit(model, opt, train, test, epochs=4, batch_size=64, device=torch.device("cpu"), verbose=False)
+    hist = fit(model, opt, train, test, epochs=4, batch_size=64, device=torch.device("cpu"), verbose=False,
+               precision=precision)
     assert hist["epoch"] == [1, 2, 3, 4]
     assert hist["loss"][-1] < 0.6 * hist["loss"][0]
     assert len(hist["step_loss"]) == 4 * 8 and all(isinstance(v, float) for v in hist["step_loss"])
@@ -65,3 +67,24 @@ def test_a_corrupt_checkpoint_gets_one_sentence(digits, tmp_path):
     with pytest.raises(ResbookError, match="is not a readable checkpoint"):
         fit(model, opt, digits[0], epochs=1, device=torch.device("cpu"), checkpoint=bad, verbose=False)
     assert bad.read_bytes() == b"<html>not a checkpoint</html>"  # the user's file is untouched
+
+
+def test_autocast_follows_the_cpus_bf16_instructions_and_the_override(monkeypatch, capsys):
+    from resbook import settings
+    from resbook.train.torch_loop import autocast_dtype
+    cpu = torch.device("cpu")
+    monkeypatch.delenv("RESBOOK_PRECISION", raising=False)
+    monkeypatch.setattr(settings, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    assert autocast_dtype(cpu) is torch.bfloat16 and autocast_dtype(cpu, "float32") is None
+    monkeypatch.setattr(settings, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert autocast_dtype(cpu) is None and autocast_dtype(cpu, "bfloat16") is torch.bfloat16
+    monkeypatch.setenv("RESBOOK_PRECISION", "bfloat16")
+    assert autocast_dtype(cpu) is torch.bfloat16
+    model, opt = _model_and_optimizer()
+    x, y = torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.long)
+    fit(model, opt, (x, y), epochs=1, batch_size=4, device=cpu, name="tiny")
+    assert capsys.readouterr().out.startswith(f"tiny: training on {settings.device()} with bf16 autocast")
+    monkeypatch.setenv("RESBOOK_PRECISION", "half")
+    with pytest.raises(ResbookError, match="RESBOOK_PRECISION='half' is not a precision: use 'auto', 'float32', "
+                                           "'bfloat16'.$"):
+        fit(model, opt, (x, y), epochs=1, batch_size=4, device=cpu, verbose=False)

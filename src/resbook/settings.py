@@ -81,23 +81,79 @@ def gpu_name() -> str | None:
     return out.splitlines()[0].strip() if out else None
 
 
-def cpu_name() -> str:
-    """A short description of this machine's CPU, e.g. ``'Intel Xeon ... (2 cores)'``."""
-    model = platform.processor() or platform.machine()
+# CPU instruction sets with native bfloat16 arithmetic, best first: the flag in
+# /proc/cpuinfo and how the device line names it.
+BF16_INSTRUCTIONS = {"amx_bf16": "AMX bf16", "avx512_bf16": "AVX-512 bf16"}
+
+PRECISIONS = {
+    "auto": "bfloat16 on a GPU or on a CPU with native bf16 instructions, else float32",
+    "float32": "float32 everywhere",
+    "bfloat16": "bfloat16 compute with float32 weights (Keras' mixed_bfloat16, torch.autocast)",
+}
+
+
+@lru_cache(maxsize=1)
+def cpu_info() -> dict[str, str]:
+    """The first processor's ``key: value`` lines of ``/proc/cpuinfo``, read once (empty where there is none)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
-    return f"{model} ({os.cpu_count()} cores)"
+        return {}
+    info: dict[str, str] = {}
+    for line in text.split("\n\n", 1)[0].splitlines():
+        key, _, value = line.partition(":")
+        info[key.strip()] = value.strip()
+    return info
+
+
+def cpu_flags() -> frozenset[str]:
+    """The feature flags of this machine's CPU, read once from ``/proc/cpuinfo`` (empty elsewhere)."""
+    return frozenset(cpu_info().get("flags", "").split())
+
+
+def cpu_bf16(flags: frozenset[str] | set[str] | None = None) -> str | None:
+    """The CPU's native bfloat16 instruction set (``'AMX bf16'``, ``'AVX-512 bf16'``), or None.
+
+    ``flags`` defaults to :func:`cpu_flags`; pass others to ask about another machine.
+    """
+    flags = cpu_flags() if flags is None else flags
+    return next((name for flag, name in BF16_INSTRUCTIONS.items() if flag in flags), None)
+
+
+def cpu_name() -> str:
+    """A short description of this machine's CPU, e.g. ``'Intel Xeon (2 cores, AMX bf16)'``."""
+    model = cpu_info().get("model name") or platform.processor() or platform.machine()
+    extra = f", {cpu_bf16()}" if cpu_bf16() else ""
+    return f"{model} ({os.cpu_count()} cores{extra})"
 
 
 def device() -> str:
-    """The device a run trains on: the GPU's name, else ``'CPU: <model> (<n> cores)'``."""
+    """The device a run trains on: the GPU's name, else ``'CPU: <model> (<n> cores[, bf16 set])'``."""
     gpu = gpu_name()
     return gpu if gpu else f"CPU: {cpu_name()}"
+
+
+def precision(choice: str | None = None, native_bf16: bool | None = None) -> str:
+    """The precision to train in: ``'bfloat16'`` or ``'float32'``.
+
+    ``choice`` (else ``$RESBOOK_PRECISION``, else ``'auto'``) is one of
+    :data:`PRECISIONS`. ``'auto'`` picks bfloat16 where the device computes
+    it natively (``native_bf16``; by default: an NVIDIA GPU is present, or
+    this CPU has one of :data:`BF16_INSTRUCTIONS`) and float32 elsewhere,
+    where bf16 would be emulated and slower. The Keras and the PyTorch
+    helpers both ask here, so every chapter on one machine decides alike.
+    Raises :class:`ResbookError` naming the valid choices for anything else.
+    """
+    chosen = choice if choice is not None else os.environ.get("RESBOOK_PRECISION", "")
+    chosen = (chosen.strip().lower() if isinstance(chosen, str) else chosen) or "auto"
+    if chosen not in PRECISIONS:
+        where = "precision" if choice is not None else "RESBOOK_PRECISION"
+        raise ResbookError(f"{where}={chosen!r} is not a precision: use {', '.join(map(repr, PRECISIONS))}.")
+    if chosen != "auto":
+        return chosen
+    if native_bf16 is None:
+        native_bf16 = gpu_name() is not None or cpu_bf16() is not None
+    return "bfloat16" if native_bf16 else "float32"
 
 
 def _version(dist: str) -> str | None:

@@ -5,7 +5,8 @@
   inside the compiled train step on TensorFlow, JAX or PyTorch alike. Keras'
   own ``RandomRotation``/``RandomZoom`` go through ``ops.image.affine_transform``,
   which on JAX took minutes per epoch in our measurements.
-* :func:`configure_precision`: ``mixed_bfloat16`` on GPUs, float32 on CPUs.
+* :func:`configure_precision`: ``mixed_bfloat16`` where the device computes
+  bf16 natively (GPUs, CPUs with AMX or AVX-512 bf16), else float32.
 * :func:`warmup_cosine`: the learning rate rises linearly, then follows a
   cosine to 0 at the last step.
 * :func:`sparse_crossentropy`: the loss :func:`fit` uses, the same on every
@@ -28,7 +29,7 @@ import numpy as np
 from keras import layers, ops
 
 from ..data.folders import decode_image
-from ..settings import device, gpu_name
+from .. import settings
 
 
 class _DropRetracingNotice(logging.Filter):
@@ -46,10 +47,15 @@ def progress_verbosity() -> int:
     return 2 if os.environ.get("TQDM_DISABLE", "") not in ("", "0") else 1
 
 
-def configure_precision(policy: str = "auto") -> str:
-    """Set Keras' global dtype policy: ``mixed_bfloat16`` on a GPU, ``float32`` on a CPU (``auto``)."""
-    if policy == "auto":
-        policy = "mixed_bfloat16" if gpu_name() else "float32"
+def configure_precision(precision: str | None = None) -> str:
+    """Set Keras' global dtype policy from :func:`resbook.settings.precision`; return the policy's name.
+
+    ``precision`` is ``'auto'``, ``'float32'`` or ``'bfloat16'`` (default
+    ``$RESBOOK_PRECISION``, else ``'auto'``: ``mixed_bfloat16`` on a GPU or a
+    CPU with native bf16 instructions, ``float32`` elsewhere). Call it before
+    building a model: layers take the policy in force when they are made.
+    """
+    policy = "mixed_bfloat16" if settings.precision(precision) == "bfloat16" else "float32"
     keras.mixed_precision.set_global_policy(policy)
     return policy
 
@@ -218,7 +224,7 @@ def fit(model: keras.Model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.
     model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics), jit_compile=jit_compile)
     verbose = progress_verbosity() if verbose is None else verbose
     if verbose:
-        print(f"{model.name}: training on {device()} ({keras.backend.backend()} backend) with "
+        print(f"{model.name}: training on {settings.device()} ({keras.backend.backend()} backend) with "
               f"{keras.mixed_precision.global_policy().name}, XLA {'on' if model.jit_compile else 'off'}, "
               f"batch {batch_size}, {len(train[0])} examples")
     cbs = [EpochTimer(), *callbacks]

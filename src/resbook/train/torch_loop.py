@@ -3,8 +3,9 @@
 :func:`fit` is what the PyTorch chapters call. It keeps the whole dataset as
 tensors on the training device (MNIST-sized data fits easily, and per-batch
 host-to-device copies are what make small-batch GPU training launch-bound),
-picks the fast path and says what it picked (bf16 autocast on GPUs that have
-it, channels_last memory format), shows a progress bar, prints one line per
+picks the fast path and says what it picked (bf16 autocast where the device
+computes bf16 natively, see :func:`resbook.settings.precision`; channels_last
+memory format), shows a progress bar, prints one line per
 epoch, and can checkpoint every epoch and resume an interrupted run.
 
 History is a dict of per-epoch lists, like Keras' ``History.history``:
@@ -31,6 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ResbookError
+from .. import settings
 from ..settings import progress_bar, tensorboard_without_tensorflow
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -41,15 +43,16 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def autocast_dtype(device: torch.device, amp: str | bool = "auto") -> torch.dtype | None:
-    """The autocast dtype for ``device``: bf16 on GPUs that support it (``amp='auto'``), else None."""
-    if amp is False or amp == "off":
-        return None
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    if amp not in ("auto", True):
-        raise ValueError(f"amp must be 'auto', 'off', True or False, not {amp!r}")
-    return None
+def autocast_dtype(device: torch.device, precision: str | None = None) -> torch.dtype | None:
+    """The ``torch.autocast`` dtype for ``device``: ``torch.bfloat16``, or None for float32.
+
+    ``precision`` is :func:`resbook.settings.precision`'s choice (``'auto'``,
+    ``'float32'``, ``'bfloat16'``; default ``$RESBOOK_PRECISION`` or
+    ``'auto'``): ``'auto'`` is bf16 on a GPU that supports it and on a CPU with
+    native bf16 instructions, float32 elsewhere.
+    """
+    native = torch.cuda.is_bf16_supported() if device.type == "cuda" else settings.cpu_bf16() is not None
+    return torch.bfloat16 if settings.precision(precision, native_bf16=native) == "bfloat16" else None
 
 
 def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,
@@ -74,11 +77,11 @@ def _prepare(x: torch.Tensor, device: torch.device, channels_last: bool) -> torc
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024,
-             device: torch.device | None = None, amp: str | bool = "auto",
+             device: torch.device | None = None, precision: str | None = None,
              channels_last: bool = True) -> dict[str, float | torch.Tensor]:
     """Loss, accuracy and predicted classes of ``model`` on ``(x, y)`` in eval mode."""
     device = device or next(model.parameters()).device
-    dtype = autocast_dtype(device, amp)
+    dtype = autocast_dtype(device, precision)
     model.eval()
     total, correct, loss_sum, preds = 0, 0, 0.0, []
     for xb, yb in batches(x, y, batch_size):
@@ -118,7 +121,7 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
 
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train: Batch, val: Batch | None = None,
         epochs: int = 10, batch_size: int = 128, scheduler=None, device: torch.device | None = None,
-        amp: str | bool = "auto", channels_last: bool = True, seed: int = 0,
+        precision: str | None = None, channels_last: bool = True, seed: int = 0,
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         checkpoint: str | os.PathLike | None = None,
         on_epoch_end: Callable[[int, dict], None] | None = None,
@@ -133,7 +136,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train: Batch, val: B
     each epoch (TensorBoard logging uses it).
     """
     device = device or default_device()
-    dtype = autocast_dtype(device, amp)
+    dtype = autocast_dtype(device, precision)
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -154,9 +157,9 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train: Batch, val: B
         if verbose:
             print(f"{name + ': ' if name else ''}resumed from {checkpoint} after epoch {start_epoch}")
     if verbose and start_epoch == 0:
-        precision = "bf16 autocast" if dtype is not None else "float32"
         layout = ", channels_last" if channels_last else ""
-        print(f"{name + ': ' if name else ''}training on {device.type} with {precision}{layout}, "
+        where = settings.device() if device.type == "cpu" else device.type
+        print(f"{name + ': ' if name else ''}training on {where} with {'float32' if dtype is None else 'bf16 autocast'}{layout}, "
               f"batch {batch_size}, {len(x_train)} examples")
     steps_per_epoch = -(-len(x_train) // batch_size)
     bar = progress_bar(total=steps_per_epoch * (epochs - start_epoch), show=verbose, desc=name or "train",
@@ -187,7 +190,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train: Batch, val: B
         history["loss"].append(loss_sum.item() / len(x_train))
         history["accuracy"].append(correct.item() / len(x_train))
         if val is not None:
-            ev = evaluate(model, *val, device=device, amp=amp, channels_last=channels_last)
+            ev = evaluate(model, *val, device=device, precision=precision, channels_last=channels_last)
             history["val_loss"].append(ev["loss"])
             history["val_accuracy"].append(ev["accuracy"])
         history["time_s"].append(time.perf_counter() - t0)
