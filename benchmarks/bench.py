@@ -9,9 +9,16 @@ speed drifts from minute to minute, and on the 2-core machine this book was
 made on an epoch randomly took either its normal time or about 0.9 s longer;
 alternating rounds expose both ways to the same drift, and the best round
 drops the stalls, which a median of a few rounds does not. Prints a
-table of images per second and the ratio ours / plain, and saves one run
-record per case (``chapter="bench"``) that the book's "Runs and results"
-page lists.
+table of images per second, the ratio ours / plain, and the training
+GFLOP/s each way achieves beside this CPU's peak, and saves one run record
+per case (``chapter="bench"``) that the book's "Runs and results" page lists.
+
+GFLOP/s = training FLOPs per image x images per second. Training FLOPs are
+3 x the forward pass's (backward costs about twice the forward), counting the
+multiply-adds of convolutions and dense layers (2 FLOPs each); a frozen
+layer costs its forward pass only. The peak is cores x clock x FLOPs per
+cycle per core of the instruction set the precision runs on
+(:func:`peak_gflops`); a GPU's peak is not computed.
 
     python benchmarks/bench.py [--cases keras torch] [--steps N] [--rounds R] [--out DIR]
 
@@ -29,34 +36,92 @@ plain (Keras)
 ours (Keras)
     ``build_resnet`` + ``with_input_pipeline``: uint8 images go to the device
     and are rescaled there; ``RandomAffine`` (one ``keras.ops`` gather) for the
-    same augmentation; ``configure_precision()`` (bf16 on a GPU); ``fit``.
+    same augmentation; ``configure_precision()`` (``mixed_bfloat16`` where the
+    device computes bf16 natively). Both are compiled alike (Adam, Keras'
+    sparse cross-entropy) and trained with ``model.fit``, so only what the
+    book changes is measured.
 plain (PyTorch)
     ``DataLoader`` over a ``TensorDataset`` of float tensors on the host,
     each batch copied to the device, NCHW, float32.
 ours (PyTorch)
     ``torch_loop.fit``: the whole dataset on the device, channels_last,
-    bf16 autocast on GPUs that support it.
+    bf16 autocast where the device computes bf16 natively.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# name -> (framework, chapter, model, image side, classes, batch on CPU, batch on GPU)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One chapter's model, timed both ways."""
+
+    framework: str  # "keras" or "torch" (separate processes)
+    chapter: str
+    model: str
+    side: int  # image side on a GPU
+    classes: int
+    batch_cpu: int
+    batch_gpu: int
+    side_cpu: int | None = None  # a smaller side where the chapter's is minutes per step on a 2-core CPU
+
+    def shape(self, on_gpu: bool) -> tuple[int, int]:
+        """``(image side, batch)`` on this device."""
+        return (self.side, self.batch_gpu) if on_gpu else (self.side_cpu or self.side, self.batch_cpu)
+
+
+# On a CPU each case trains at its chapter's batch size.
 CASES = {
-    "resnet50-64": ("keras", "02", "resnet50", 64, 5, 40, 512),
-    "resnet152-32": ("keras", "04", "resnet152", 32, 10, 64, 256),
-    "resnet50-transfer": ("keras", "03", "resnet50", 224, 5, 16, 128),
-    "mnist-resnet": ("torch", "05", "mnist_resnet", 28, 10, 128, 512),
+    "resnet56-28": Case("torch", "01", "cifar_resnet56", 28, 10, batch_cpu=128, batch_gpu=512),
+    "resnet50-64": Case("keras", "02", "resnet50", 64, 5, batch_cpu=40, batch_gpu=512),
+    "resnet50-transfer": Case("keras", "03", "resnet50", 224, 5, batch_cpu=32, batch_gpu=128, side_cpu=96),
+    "resnet152-32": Case("keras", "04", "resnet152", 32, 10, batch_cpu=128, batch_gpu=256),
+    "mnist-resnet": Case("torch", "05", "mnist_resnet", 28, 10, batch_cpu=128, batch_gpu=512),
 }
-CPU_SIDE = {"resnet50-transfer": 96}  # 224x224 ResNet-50 is minutes per step on a 2-core CPU
+
+
+def flops_per_cycle(precision: str, flags: set[str] | frozenset[str], vendor: str = "", family: int = 0) -> int:
+    """Peak FLOPs per cycle of one core for ``precision`` (``'float32'``/``'bfloat16'``) on this instruction set.
+
+    Two FMA pipes of the vector width (2 FLOPs per lane): 512-bit with
+    AVX-512, except AMD Zen 4 (family 25), which runs AVX-512 on 256-bit
+    pipes; 256-bit with AVX2. bf16 dot products (``avx512_bf16``) do twice the
+    FLOPs of an FP32 FMA per instruction; Intel's AMX tiles 1024 bf16 FLOPs
+    per cycle. No FMA: 1 FLOP per cycle (a generic guess).
+    """
+    if precision == "bfloat16" and "amx_bf16" in flags:
+        return 1024
+    if "avx512f" in flags:
+        bits = 256 if vendor == "AuthenticAMD" and family == 25 else 512
+    elif "fma" in flags:
+        bits = 256
+    else:
+        return 1
+    fp32 = 2 * (bits // 32) * 2
+    return 2 * fp32 if precision == "bfloat16" and "avx512_bf16" in flags else fp32
+
+
+def peak_gflops(precision: str) -> float | None:
+    """cores x clock (``cpu MHz`` of /proc/cpuinfo, the base clock) x :func:`flops_per_cycle`; None off Linux."""
+    from resbook import settings
+    info = settings.cpu_info()
+    if "cpu MHz" not in info:
+        return None
+    per_cycle = flops_per_cycle(precision, set(info.get("flags", "").split()), info.get("vendor_id", ""),
+                                int(info.get("cpu family", 0) or 0))
+    return os.cpu_count() * float(info["cpu MHz"]) / 1000 * per_cycle
 
 
 def _images(n: int, side: int, channels: int, classes: int, seed: int = 0):
@@ -75,9 +140,9 @@ def _keras_case(name: str, steps: int, rounds: int, on_gpu: bool) -> dict:
     from resbook.models.keras_transfer import backbone, classifier, freeze
     from resbook.train.keras_fit import RandomAffine, configure_precision, with_input_pipeline
 
-    _, _, depth, side, classes, batch_cpu, batch_gpu = CASES[name]
-    side = side if on_gpu else CPU_SIDE.get(name, side)
-    batch = batch_gpu if on_gpu else batch_cpu
+    case = CASES[name]
+    side, batch = case.shape(on_gpu)
+    classes, depth = case.classes, case.model
     x, y = _images(batch * steps, side, 3, classes)
     aug = dict(rotation=20, zoom=0.2, shift=0.1)
 
@@ -116,26 +181,55 @@ def _keras_case(name: str, steps: int, rounds: int, on_gpu: bool) -> dict:
         epoch(model, data)  # warm-up: trace and compile
     plain, ours = _alternate({k: (lambda m=m, d=d: epoch(m, d)) for k, (m, d) in ways.items()}, rounds, len(x))
     return {"side": side, "batch": batch, "images": len(x), "plain_img_s": plain, "ours_img_s": ours,
-            "ours_precision": policy}
+            "ours_precision": "bfloat16" if "bfloat16" in policy else "float32",
+            "train_gflop_per_image": keras_train_flops(ours) / 1e9}
+
+
+def keras_train_flops(model) -> float:
+    """Training FLOPs per image of a Keras model: 3 x forward for trainable layers, 1 x for frozen ones.
+
+    Counts convolutions and dense layers (2 FLOPs per multiply-add), walking
+    into nested models (a frozen backbone inside a classifier).
+    """
+    import keras
+    total = 0.0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):  # freezing a model freezes each of its layers
+            total += keras_train_flops(layer)
+            continue
+        if isinstance(layer, keras.layers.Conv2D):
+            h, w = layer.output.shape[1:3]
+            forward = 2 * h * w * math.prod(layer.kernel.shape)
+        elif isinstance(layer, keras.layers.Dense):
+            forward = 2 * math.prod(layer.kernel.shape)
+        else:
+            continue
+        total += forward * (3 if layer.trainable else 1)
+    return total
 
 
 def _torch_case(name: str, steps: int, rounds: int, on_gpu: bool) -> dict:
     import torch
     from torch.nn import functional as F
     from torch.utils.data import DataLoader, TensorDataset
+    from torch.utils.flop_counter import FlopCounterMode
 
-    from resbook.models.torch_resnet import mnist_resnet
+    from resbook.models.torch_resnet import cifar_resnet, mnist_resnet
     from resbook.train.torch_loop import as_tensors, autocast_dtype, default_device, fit
 
-    _, _, _, side, classes, batch_cpu, batch_gpu = CASES[name]
-    batch = batch_gpu if on_gpu else batch_cpu
+    case = CASES[name]
+    side, batch = case.shape(on_gpu)
+    classes = case.classes
     device = default_device()
     x_np, y_np = _images(batch * steps, side, 1, classes)
     x, y = as_tensors(x_np[..., 0], y_np, mean=0.1307, std=0.3081)
 
+    def build():
+        torch.manual_seed(0)
+        return cifar_resnet(56, in_channels=1) if case.model == "cifar_resnet56" else mnist_resnet()
+
     # plain: a DataLoader on the host, NCHW float32, one copy per batch
-    torch.manual_seed(0)
-    plain_model = mnist_resnet().to(device)
+    plain_model = build().to(device)
     plain_opt = torch.optim.SGD(plain_model.parameters(), lr=0.01, momentum=0.9)
     loader = DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True)
 
@@ -152,8 +246,7 @@ def _torch_case(name: str, steps: int, rounds: int, on_gpu: bool) -> dict:
         return time.perf_counter() - t0
 
     # ours: fit() keeps the data on the device; its epoch time excludes the one-off copy there
-    torch.manual_seed(0)
-    ours_model = mnist_resnet()
+    ours_model = build()
     ours_opt = torch.optim.SGD(ours_model.parameters(), lr=0.01, momentum=0.9)
 
     def ours_epoch():
@@ -162,8 +255,11 @@ def _torch_case(name: str, steps: int, rounds: int, on_gpu: bool) -> dict:
     plain_epoch(), ours_epoch()  # warm-up
     plain, ours = _alternate({"plain": plain_epoch, "ours": ours_epoch}, rounds, len(x))
     dtype = autocast_dtype(device)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:  # one image, forward only
+        plain_model.eval()(x[:1].to(device))
     return {"side": side, "batch": batch, "images": len(x), "plain_img_s": plain, "ours_img_s": ours,
-            "ours_precision": str(dtype).replace("torch.", "") if dtype else "float32"}
+            "ours_precision": "bfloat16" if dtype else "float32",
+            "train_gflop_per_image": 3 * counter.get_total_flops() / 1e9}
 
 
 def _alternate(epochs: dict, rounds: int, images: int) -> tuple[float, float]:
@@ -175,6 +271,18 @@ def _alternate(epochs: dict, rounds: int, images: int) -> tuple[float, float]:
     return tuple(images / min(seconds[k]) for k in ("plain", "ours"))
 
 
+def _gflops(result: dict, on_gpu: bool) -> dict:
+    """Achieved training GFLOP/s each way, and (on a CPU) the peak for each way's precision."""
+    per_image = result["train_gflop_per_image"]
+    out = {"plain_gflop_s": per_image * result["plain_img_s"], "ours_gflop_s": per_image * result["ours_img_s"]}
+    if not on_gpu:
+        plain_peak, ours_peak = peak_gflops("float32"), peak_gflops(result["ours_precision"])
+        if plain_peak and ours_peak:
+            out.update(plain_of_peak=out["plain_gflop_s"] / plain_peak, peak_gflop_s_float32=plain_peak,
+                       ours_of_peak=out["ours_gflop_s"] / ours_peak, peak_gflop_s_ours=ours_peak)
+    return out
+
+
 def run_cases(framework: str, steps: int, rounds: int, out: Path | None) -> list[dict]:
     """Run every case of one framework in this process; save a run record per case."""
     from resbook import records, settings
@@ -184,12 +292,13 @@ def run_cases(framework: str, steps: int, rounds: int, out: Path | None) -> list
     run = settings.describe_run("bench", data=f"synthetic uint8 images, {steps} steps per epoch", steps=steps,
                                 rounds=rounds)
     rows = []
-    for name, spec in CASES.items():
-        if spec[0] != framework:
+    for name, case in CASES.items():
+        if case.framework != framework:
             continue
-        with records.recording(run, name, directory=out, framework=framework, chapter_model=spec[1]) as rec:
+        with records.recording(run, name, directory=out, framework=framework, chapter_model=case.chapter) as rec:
             result = (_keras_case if framework == "keras" else _torch_case)(name, steps, rounds, on_gpu)
             result["ratio"] = result["ours_img_s"] / result["plain_img_s"]
+            result.update(_gflops(result, on_gpu))
             rec.metrics.update(result)
         rows.append({"case": name, **result})
         print(json.dumps({"case": name, **result}), flush=True)
@@ -221,9 +330,13 @@ def main(argv: list[str] | None = None) -> int:
             return proc.returncode
         print("\n".join(l for l in proc.stdout.splitlines() if not l.startswith("{")))
         rows += [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
-    print(f"\n{'case':<20}{'side':>6}{'batch':>7}{'plain img/s':>13}{'ours img/s':>12}{'ratio':>8}")
+    print(f"\n{'case':<20}{'side':>6}{'batch':>7}{'plain img/s':>13}{'ours img/s':>12}{'ratio':>8}"
+          f"{'ours':>10}{'plain GFLOP/s':>15}{'ours GFLOP/s':>14}")
     for r in rows:
-        print(f"{r['case']:<20}{r['side']:>6}{r['batch']:>7}{r['plain_img_s']:>13.1f}{r['ours_img_s']:>12.1f}{r['ratio']:>8.2f}")
+        of_peak = lambda way: f" ({r[way + '_of_peak']:.0%})" if way + "_of_peak" in r else ""  # noqa: E731
+        print(f"{r['case']:<20}{r['side']:>6}{r['batch']:>7}{r['plain_img_s']:>13.1f}{r['ours_img_s']:>12.1f}"
+              f"{r['ratio']:>8.2f}{r['ours_precision']:>10}{r['plain_gflop_s']:>9.0f}{of_peak('plain'):>6}"
+              f"{r['ours_gflop_s']:>8.0f}{of_peak('ours'):>6}")
     return 0
 
 
