@@ -238,6 +238,23 @@ def test_extract_never_writes_into_an_existing_folder(tmp_path):
     assert _tree(tmp_path / "out") == []
 
 
+def test_a_folder_made_at_the_destination_during_extraction_is_left_untouched(tmp_path, monkeypatch, one_sentence):
+    archive = _tar(tmp_path / "good.tar.gz", GOOD)
+    destination = tmp_path / "work" / "out"
+    extractall = tarfile.TarFile.extractall
+
+    def extract_while_the_user_fills_the_destination(self, *args, **kwargs):
+        extractall(self, *args, **kwargs)
+        destination.mkdir(parents=True)
+        (destination / "mine.txt").write_text("the user's file")
+    monkeypatch.setattr(tarfile.TarFile, "extractall", extract_while_the_user_fills_the_destination)
+    with pytest.raises(ResbookError, match="already exists") as err:
+        extract(archive, destination)
+    one_sentence(str(err.value))
+    assert _tree(tmp_path / "work") == ["out", "out/mine.txt"]  # no .incomplete folder left beside it
+    assert (destination / "mine.txt").read_text() == "the user's file"
+
+
 # ----------------------------------------------------------------------------- weights files
 
 def _h5(path, seed):

@@ -266,18 +266,25 @@ def _check_zip(zf: zipfile.ZipFile, archive: Path) -> None:
             raise ResbookError(f"Refusing to extract {archive}: {problem}; the archive is unsafe or damaged.")
 
 
+def _already_exists(destination: Path) -> ResbookError:
+    return ResbookError(f"{destination} already exists: extract() never writes into an existing folder; "
+                        "remove it or choose another destination.")
+
+
 def extract(archive: str | os.PathLike, destination: str | os.PathLike) -> Path:
     """Extract a .tar(.gz/.bz2/.xz) or .zip into ``destination`` (which must not exist yet).
 
     Every member is checked before anything is written; the archive is
     unpacked into a temporary sibling folder that is renamed to
     ``destination`` only when extraction finished. A failure leaves nothing
-    behind, not even the parent folders this call created.
+    behind, not even the parent folders this call created. A file or a
+    folder with files that appears at ``destination`` meanwhile is left
+    alone; an *empty* folder made there meanwhile cannot be protected, since
+    rename() replaces it (Python has no RENAME_NOREPLACE).
     """
     archive, destination = as_path(archive, "the archive"), as_path(destination, "the destination folder")
     if destination.exists() or destination.is_symlink():
-        raise ResbookError(f"{destination} already exists: extract() never writes into an existing folder; "
-                           "remove it or choose another destination.")
+        raise _already_exists(destination)
     created = _make_folders(destination.parent)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".incomplete", dir=destination.parent))
@@ -299,7 +306,11 @@ def extract(archive: str | os.PathLike, destination: str | os.PathLike) -> Path:
         except (tarfile.TarError, zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
             raise ResbookError(f"{archive} is not a readable tar or zip archive or is damaged ({brief(exc)}); "
                                "download it again.") from None
-        out.rename(destination)
+        try:
+            out.rename(destination)
+        except OSError as exc:  # something appeared at the destination during the extraction
+            raise (_already_exists(destination) if destination.exists() or destination.is_symlink()
+                   else _cannot_write(destination.parent, exc)) from None
         tmp.rmdir()
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
