@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -170,6 +171,33 @@ def test_a_failed_download_removes_the_folders_it_created_and_nothing_else(http_
         with pytest.raises(ResbookError):
             download(_remote(url, b"x"), dest, progress=False)
         assert _state(tmp_path) == before, dest
+
+
+def test_a_failed_extract_removes_the_folders_it_created_and_nothing_else(tmp_path):
+    damaged = tmp_path / "damaged.tgz"
+    damaged.write_bytes(_tgz(tmp_path / "a.tgz", {"pkg/a.txt": os.urandom(100_000)}).read_bytes()[:-5000])
+    (tmp_path / "empty").mkdir()  # the user's empty folder: a failed extraction into it must keep it
+    before = _state(tmp_path)
+    for destination in (tmp_path / "new" / "deeper" / "out", tmp_path / "empty" / "out",
+                        tmp_path / "empty" / "new" / "out"):
+        with pytest.raises(ResbookError, match="download it again"):
+            extract(damaged, destination)
+        assert _state(tmp_path) == before, destination
+
+
+def test_a_folder_another_process_made_meanwhile_is_not_removed(http_server, tmp_path, monkeypatch):
+    """Between finding the folders missing and making them, another process makes one: a failure keeps it."""
+    theirs = tmp_path / "shared"
+    mkdir = Path.mkdir
+
+    def mkdir_losing_the_race(self, *args, **kwargs):
+        if self == theirs and not theirs.exists():
+            os.mkdir(theirs)  # the other process is first
+        return mkdir(self, *args, **kwargs)
+    monkeypatch.setattr(Path, "mkdir", mkdir_losing_the_race)
+    with pytest.raises(ResbookError, match="404 Not Found"):
+        download(_remote(http_server.url + "/gone.bin", b"x"), theirs / "mine", progress=False)
+    assert sorted(_state(tmp_path)) == ["shared"]  # theirs kept, only the folder this call made removed
 
 
 def test_extracted_folders_get_the_users_usual_permissions(tmp_path):

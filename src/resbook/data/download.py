@@ -87,16 +87,27 @@ def verify(path: str | os.PathLike, remote: Remote) -> str | None:
 
 
 def _make_folders(directory: Path) -> list[Path]:
-    """Create ``directory`` and its missing parents; return those this call created, deepest first."""
-    if directory.exists() and not directory.is_dir():
-        raise ResbookError(f"{directory} is a file, not a folder: choose a folder to put the files in.")
-    created = []
-    for folder in (directory, *directory.parents):
-        if folder.exists():
-            break
-        created.append(folder)
+    """Create ``directory`` and its missing parents; return those this call created, deepest first.
+
+    One level at a time, from the highest missing folder down, and a folder
+    counts as created only when this call's mkdir() made it: one that another
+    process made meanwhile is never removed as ours.
+    """
+    created: list[Path] = []
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        if directory.exists() and not directory.is_dir():
+            raise ResbookError(f"{directory} is a file, not a folder: choose a folder to put the files in.")
+        missing = []
+        for folder in (directory, *directory.parents):
+            if folder.exists():
+                break
+            missing.append(folder)
+        for folder in reversed(missing):
+            try:
+                folder.mkdir()
+            except FileExistsError:  # made meanwhile by someone else: not ours to remove
+                continue
+            created.insert(0, folder)
     except OSError as exc:
         _remove_empty(created)
         raise _cannot_write(directory, exc) from None
