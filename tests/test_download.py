@@ -315,3 +315,15 @@ def test_missing_weights_file(tmp_path, weights, one_sentence):
     with pytest.raises(ResbookError, match="does not exist") as err:
         check_weights_file(tmp_path / "nowhere.h5", remote)
     assert remote.url in one_sentence(str(err.value))
+
+
+def test_a_folder_as_weights_file(tmp_path, weights):
+    _, remote = weights
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    for known, expected in ((remote, f"{folder} is a folder, not a weights file: pass the path of the file itself "
+                                     "(good.h5)."),
+                            (None, f"{folder} is a folder, not a weights file: pass the path of the file itself.")):
+        with pytest.raises(ResbookError) as err:
+            check_weights_file(folder, known)
+        assert str(err.value) == expected

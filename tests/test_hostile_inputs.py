@@ -132,6 +132,25 @@ def test_extract_into_a_read_only_folder(tmp_path, unprivileged):
         ro.chmod(0o755)
 
 
+WEIGHTS = ("import sys\nfrom resbook.data.download import check_weights_file\nfrom resbook.errors import ResbookError\n"
+           "try:\n    check_weights_file(sys.argv[1])\nexcept ResbookError as exc:\n    sys.exit(f'resbook: {exc}')\n")
+
+
+def test_an_unreadable_weights_file(tmp_path, unprivileged):
+    weights = tmp_path / "weights.h5"
+    weights.write_bytes(b"\x89HDF\r\n\x1a\n")
+    weights.chmod(0o200)
+    try:
+        before = _state(tmp_path)
+        out = subprocess.run([*unprivileged, sys.executable, "-c", WEIGHTS, str(weights)], capture_output=True,
+                             text=True, timeout=120)
+        _one_line_error(out, f"Weights file {weights} cannot be read (Permission denied): fix its permissions or "
+                             "choose another file.")
+        assert _state(tmp_path) == before
+    finally:
+        weights.chmod(0o644)
+
+
 def test_fetch_into_a_file(tmp_path, capsys):
     """Case 2: --dest names an existing file, or a path below one."""
     mine = tmp_path / "some_file"

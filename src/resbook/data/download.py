@@ -363,16 +363,23 @@ def check_weights_file(path: str | os.PathLike, remote: Remote | None = None) ->
     model's weights) and the expected hash; the file itself is never touched.
     """
     path = as_path(path, "a weights file")
-    if not path.is_file():
-        raise ResbookError(f"Weights file {path} does not exist: check the path"
-                           + (f" or download it from {remote.url}." if remote else "."))
+    try:
+        if path.is_dir():
+            raise ResbookError(f"{path} is a folder, not a weights file: pass the path of the file itself"
+                               + (f" ({remote.filename})." if remote else "."))
+        if not path.is_file():
+            raise ResbookError(f"Weights file {path} does not exist: check the path"
+                               + (f" or download it from {remote.url}." if remote else "."))
+        if remote is not None and verify(path, remote) is None:
+            return path
+        what = _hdf5_problem(path)
+    except OSError as exc:
+        raise ResbookError(f"Weights file {path} cannot be read ({exc.strerror or brief(exc)}): fix its "
+                           "permissions or choose another file.") from None
     if remote is not None:
-        if verify(path, remote) is not None:
-            what = _hdf5_problem(path) or "it is a readable HDF5 file, so probably another model's weights"
-            raise ResbookError(f"{path} is not the weights file {remote.filename} ({what}, and it does not match "
-                               f"the expected {remote.describe()}): delete it and download {remote.url} again.")
-        return path
-    what = _hdf5_problem(path)
+        what = what or "it is a readable HDF5 file, so probably another model's weights"
+        raise ResbookError(f"{path} is not the weights file {remote.filename} ({what}, and it does not match "
+                           f"the expected {remote.describe()}): delete it and download {remote.url} again.")
     if what is not None:
         raise ResbookError(f"{path} is not a readable HDF5 weights file ({what}): save or download the weights again.")
     return path
