@@ -116,15 +116,48 @@ def test_weights_of_another_resnet_get_one_sentence_and_leave_the_model_alone(tm
     assert path.read_bytes() == original and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
 
 
-def test_imagenet_weights_for_a_depth_without_them(monkeypatch, tmp_path):
-    """Issue 26: resnet18 has no published Keras ImageNet weights; nothing is fetched or written."""
-    monkeypatch.setenv("RESBOOK_CACHE", str(tmp_path / "cache"))
+@pytest.fixture
+def fetches(monkeypatch):
+    """Record sources.fetch calls instead of downloading anything."""
+    from resbook.data import sources
+    calls = []
+    monkeypatch.setattr(sources, "fetch", lambda *args, **kwargs: calls.append(args) or pytest.fail("fetched"))
+    return calls
+
+
+def test_imagenet_weights_for_a_depth_without_them(fetches):
+    """Issue 26: resnet18 has no published Keras ImageNet weights; nothing is fetched."""
     with pytest.raises(ResbookError) as err:
         backbone("resnet18", (32, 32, 3), weights="imagenet")
     assert str(err.value) == ("There are no ImageNet weights for 'resnet18': weights='imagenet' works with resnet50 "
                               "and resnet152 (Keras' published no-top files), so use one of those, weights=None for "
                               "random weights, or the path of a weights file.")
-    assert list(tmp_path.iterdir()) == []
+    assert fetches == []
+
+
+@pytest.mark.parametrize("weights", [None, "imagenet"])
+def test_a_depth_that_is_no_resnet(fetches, weights):
+    with pytest.raises(ResbookError) as err:
+        backbone("resnet51", (32, 32, 3), weights=weights)
+    assert str(err.value) == ("There is no ResNet called 'resnet51': choose one of resnet18, resnet34, resnet50, "
+                              "resnet101 and resnet152, or pass blocks per stage (e.g. [3, 4, 6, 3]).")
+    assert fetches == []
+
+
+def test_a_layer_named_optimizer_something_is_a_layer(tmp_path):
+    """Only a weights file's top-level optimizer group is not weights; a layer's name may start with "optimizer"."""
+    def model():
+        inputs = keras.Input((4,))
+        hidden = keras.layers.Dense(5, name="hidden")(inputs)
+        return keras.Model(inputs, keras.layers.Dense(3, name="optimizer_proj")(hidden))
+    saved = model()
+    path = save_legacy_h5(saved, tmp_path / "w.h5")
+    with h5py.File(path, "a") as f:  # what a whole-model save adds beside the weights: the optimizer's state
+        f.create_dataset("optimizer_weights/Adam/iterations", data=np.int64(3))
+    fresh = model()
+    load_weights(fresh, path)
+    assert all(np.array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+               for a, b in zip(saved.weights, fresh.weights))
 
 
 def test_generated_weights_with_their_own_hash_and_a_wrong_one(tmp_path, small_base):

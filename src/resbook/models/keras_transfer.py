@@ -29,7 +29,7 @@ from keras import layers
 from ..data import sources
 from ..data.download import Remote, check_weights_file
 from ..errors import ResbookError, brief
-from .keras_resnet import build_resnet
+from .keras_resnet import STAGES, build_resnet
 
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 
@@ -55,6 +55,9 @@ def backbone(depth: str | Sequence[int] = "resnet50", input_shape: tuple[int, in
     :func:`resbook.data.sources.fetch`), or the path of a weights file of the
     same architecture.
     """
+    if isinstance(depth, str) and depth not in STAGES:
+        raise ResbookError(f"There is no ResNet called {depth!r}: choose one of {', '.join(list(STAGES)[:-1])} and "
+                           f"{list(STAGES)[-1]}, or pass blocks per stage (e.g. [3, 4, 6, 3]).")
     name = f"keras_{depth}_notop"
     if weights == "imagenet" and name not in sources.SOURCES:
         published = [n[len("keras_"):-len("_notop")] for n in sources.SOURCES
@@ -98,8 +101,8 @@ def _shapes_in_file(path: Path) -> dict[str, list[tuple[int, ...]]]:
     """The shapes of the arrays in a Keras weights file (``.weights.h5`` or legacy ``.h5``), by layer group."""
     groups: dict[str, list[tuple[int, ...]]] = {}
 
-    def visit(name: str, obj: object) -> None:
-        if isinstance(obj, h5py.Dataset) and not name.startswith("optimizer"):
+    def visit(name: str, obj: object) -> None:  # the optimizer's state is a top-level group, not a layer's
+        if isinstance(obj, h5py.Dataset) and name.split("/")[0] not in {"optimizer", "optimizer_weights"}:
             groups.setdefault(name.rpartition("/")[0], []).append(tuple(obj.shape))
 
     with h5py.File(path, "r") as f:
