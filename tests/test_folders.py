@@ -98,6 +98,8 @@ def test_load_images_converts_every_mode_to_rgb(index, monkeypatch, tmp_path):
     ("one class", "only one class folder ('daisy')"),
     ("empty class", "Class 'rose' in"),
     ("only bad images", "Class 'rose' in"),
+    ("two empty classes", "Classes 'rose' and 'tulip' in"),
+    ("three empty classes", "Classes 'daisy', 'rose' and 'tulip' in"),
 ])
 def test_unusable_folders_get_one_sentence(tmp_path, one_sentence, case, expected):
     root = tmp_path / "data"
@@ -111,9 +113,10 @@ def test_unusable_folders_get_one_sentence(tmp_path, one_sentence, case, expecte
         (root / "daisy").mkdir(parents=True)
         _noise("RGB", 0).save(root / "daisy" / "a.jpg")
     elif case != "missing":
-        for i, cls in enumerate(("daisy", "rose", "tulip")):
+        empty = {"empty class": 1, "only bad images": 1, "two empty classes": 2, "three empty classes": 3}[case]
+        for i, cls in enumerate(("rose", "tulip", "daisy", "violet")):
             (root / cls).mkdir(parents=True)
-            if cls != "rose":
+            if i >= empty:
                 _noise("RGB", i).save(root / cls / "a.jpg")
         if case == "only bad images":
             (root / "rose" / "zero.jpg").write_bytes(b"")

@@ -303,12 +303,13 @@ def test_too_few_images_to_split(tmp_path, capsys):
     before = _state(root)
     with pytest.raises(ResbookError) as err:
         split(index)
-    assert str(err.value) == (f"Class 'a' (1 image) and 'c' (1 image) in {root} have too few images to split "
+    assert str(err.value) == (f"Classes 'a' (1 image) and 'c' (1 image) in {root} have too few images to split "
                               "(each class needs at least 2, one for training and one for validation): add images "
                               "or remove them.")
     assert cli.main(["check-data", str(root)]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == ("warning: too few images to split into training and "
-                                                       "validation (split() needs 2 a class): a (1), c (1)")
+                                                       "validation (split() needs at least 2 images per class): "
+                                                       "a (1), c (1)")
     parts = split(index_folder(_folder(tmp_path / "two", {"a": 2, "b": 2}), progress=False))
     assert len(parts.train) == len(parts.val) == 2  # two images a class are enough
     assert _state(root) == before

@@ -103,17 +103,26 @@ class FolderIndex:
                                      for mode, n in sorted(self.converted.items())) + ")")
         if self.ignored:
             lines.append(f"ignored {len(self.ignored)} non-image file(s): {_some(list(self.ignored))}")
-        small = [f"{c} ({n})" for c, n in self.counts().items() if n < MIN_TO_SPLIT]
+        small = [f"{c} ({n})" for c, n in self.too_small().items()]
         if small:
             lines.append(f"warning: too few images to split into training and validation (split() needs "
-                         f"{MIN_TO_SPLIT} a class): {_some(small)}")
+                         f"at least {MIN_TO_SPLIT} images per class): {_some(small)}")
         return "\n".join(lines)
+
+    def too_small(self) -> dict[str, int]:
+        """The classes with fewer than ``MIN_TO_SPLIT`` images, which :func:`split` refuses, and their counts."""
+        return {c: n for c, n in self.counts().items() if n < MIN_TO_SPLIT}
 
 
 def _some(items: Sequence[str]) -> str:
     """The first few items joined with commas, and how many more there are."""
     shown = ", ".join(items[:SHOWN])
     return shown + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
+
+
+def _classes(items: Sequence[str]) -> str:
+    """``Class 'a'`` or ``Classes 'a', 'b' and 'c'``: the subject of a sentence about one or more classes."""
+    return f"Class {items[0]}" if len(items) == 1 else f"Classes {', '.join(items[:-1])} and {items[-1]}"
 
 
 def _hidden(name: str) -> bool:
@@ -167,7 +176,7 @@ def index_files(root: str | os.PathLike, classes: Sequence[str], candidates: Seq
     labels = np.array([label for _, label in kept], dtype=np.int64)
     empty = [repr(c) for i, c in enumerate(classes) if not np.any(labels == i)]
     if empty:
-        raise ResbookError(f"Class {' and '.join(empty)} in {root} {'has' if len(empty) == 1 else 'have'} no "
+        raise ResbookError(f"{_classes(empty)} in {root} {'has' if len(empty) == 1 else 'have'} no "
                            "usable images (none found, or all unreadable or copies of another class's images): "
                            "add images or remove the class.")
     return FolderIndex(
@@ -268,10 +277,10 @@ def split(index: FolderIndex, val_fraction: float = 0.2, seed: int = 0) -> Split
                            "e.g. 0.2.")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ResbookError(f"seed={seed!r} is not a valid seed: use a whole number from 0 up, e.g. 0.")
-    small = [f"{c!r} ({n} image{'' if n == 1 else 's'})" for c, n in index.counts().items() if n < MIN_TO_SPLIT]
+    small = [f"{c!r} ({n} image{'' if n == 1 else 's'})" for c, n in index.too_small().items()]
     if small:
         one = len(small) == 1
-        raise ResbookError(f"Class {' and '.join(small)} in {index.root} {'has' if one else 'have'} too few "
+        raise ResbookError(f"{_classes(small)} in {index.root} {'has' if one else 'have'} too few "
                            f"images to split (each class needs at least {MIN_TO_SPLIT}, one for training and one "
                            f"for validation): add images or remove {'it' if one else 'them'}.")
     train, val = [], []
