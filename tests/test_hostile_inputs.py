@@ -388,6 +388,10 @@ def small_index(tmp_path):
                                          "e.g. 64."),
     (lambda ix: load_images(ix, size=12.5), "size=12.5 is not an image size: use a whole number of pixels from 1 "
                                             "up, e.g. 64."),
+    (lambda ix: load_images(ix, size=True), "size=True is not an image size: use a whole number of pixels from 1 "
+                                            "up, e.g. 64."),
+    (lambda ix: split(ix, val_fraction=True), "val_fraction=True is not a fraction: use a number between 0 and 1, "
+                                              "e.g. 0.2."),
     (lambda ix: load_images(str(ix.root)), "load_images() needs the FolderIndex that index_folder() returns, not "
                                            "str: call index_folder(path) first."),
     (lambda ix: split(ix, val_fraction="0.2"), "val_fraction='0.2' is not a fraction: use a number between 0 and 1, "

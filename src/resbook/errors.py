@@ -22,6 +22,11 @@ def brief(exc: BaseException) -> str:
     return " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
 
 
+def reason(exc: OSError) -> str:
+    """What the system says went wrong (``Permission denied``), else :func:`brief`: to quote inside a sentence."""
+    return exc.strerror or brief(exc)
+
+
 def as_path(value: object, what: str) -> Path:
     """``value`` as a Path, or a one-sentence error if it is empty or not a path at all.
 

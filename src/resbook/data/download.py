@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 
-from ..errors import ResbookError, as_path, brief
+from ..errors import ResbookError, as_path, brief, reason
 from ..settings import progress_bar
 
 CHUNK = 1 << 20
@@ -126,7 +126,7 @@ def _remove_empty(created: list[Path]) -> None:
 def _cannot_write(folder: Path, exc: OSError) -> ResbookError:
     fix = ("free some space there, or choose a folder on another disk" if exc.errno == errno.ENOSPC
            else "choose a folder you can write to, or make this one writable")
-    return ResbookError(f"Cannot write to {folder} ({exc.strerror or brief(exc)}): {fix}.")
+    return ResbookError(f"Cannot write to {folder} ({reason(exc)}): {fix}.")
 
 
 def _read(response, remote: Remote, target: Path) -> bytes:
@@ -172,7 +172,7 @@ def _existing(target: Path, remote: Remote) -> Path:
         else:
             problem = verify(target, remote) if target.is_file() else "it is not a file"
     except OSError as exc:
-        problem = f"it cannot be read: {exc.strerror or brief(exc)}"
+        problem = f"it cannot be read: {reason(exc)}"
     if problem is None:
         return target
     raise ResbookError(f"{target} exists but is not the expected file ({problem}): "
@@ -374,7 +374,7 @@ def check_weights_file(path: str | os.PathLike, remote: Remote | None = None) ->
             return path
         what = _hdf5_problem(path)
     except OSError as exc:
-        raise ResbookError(f"Weights file {path} cannot be read ({exc.strerror or brief(exc)}): fix its "
+        raise ResbookError(f"Weights file {path} cannot be read ({reason(exc)}): fix its "
                            "permissions or choose another file.") from None
     if remote is not None:
         what = what or "it is a readable HDF5 file, so probably another model's weights"

@@ -37,7 +37,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from ..errors import ResbookError, as_path, brief
+from ..errors import ResbookError, as_path, brief, reason
 from ..settings import cache_dir, progress_bar
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
@@ -209,7 +209,7 @@ def index_folder(path: str | os.PathLike, progress: bool = True) -> FolderIndex:
         skipped = [(f"{p.name}/", f"cannot be read: it links to {os.readlink(p)}, which does not exist")
                    for p in entries if p.is_symlink() and not p.exists()]
     except OSError as exc:
-        raise ResbookError(f"Image folder {root} cannot be read ({exc.strerror or brief(exc)}): fix its "
+        raise ResbookError(f"Image folder {root} cannot be read ({reason(exc)}): fix its "
                            "permissions or point at another folder.") from None
     if not classes:
         raise ResbookError(f"{root} has no class subfolders: put the images in one subfolder per class "
@@ -230,10 +230,10 @@ def index_folder(path: str | os.PathLike, progress: bool = True) -> FolderIndex:
                     ignored.append(rel)
         for exc in unreadable:
             if Path(exc.filename) == root / cls:
-                raise ResbookError(f"Class folder {root / cls} cannot be read ({exc.strerror or brief(exc)}): "
+                raise ResbookError(f"Class folder {root / cls} cannot be read ({reason(exc)}): "
                                    f"fix its permissions or move it out of {root}.")
             skipped.append((f"{Path(exc.filename).relative_to(root).as_posix()}/",
-                            f"cannot be read: {exc.strerror or brief(exc)}"))
+                            f"cannot be read: {reason(exc)}"))
     index = index_files(root, classes, candidates, progress=progress)
     return replace(index, skipped=tuple(skipped) + index.skipped, ignored=tuple(ignored))
 
@@ -256,6 +256,11 @@ class Split:
                 "n_train": len(self.train), "n_val": len(self.val)}
 
 
+def _is_number(value: object, kind: type) -> bool:
+    """``value`` is a ``kind`` (``numbers.Real``, ``numbers.Integral``) and not a bool, which Python counts as 1 or 0."""
+    return isinstance(value, kind) and not isinstance(value, bool)
+
+
 def _check_index(index: object, caller: str) -> None:
     if not isinstance(index, FolderIndex):
         raise ResbookError(f"{caller}() needs the FolderIndex that index_folder() returns, not "
@@ -272,10 +277,10 @@ def split(index: FolderIndex, val_fraction: float = 0.2, seed: int = 0) -> Split
     process and for either framework.
     """
     _check_index(index, "split")
-    if isinstance(val_fraction, bool) or not isinstance(val_fraction, numbers.Real) or not 0 < val_fraction < 1:
+    if not _is_number(val_fraction, numbers.Real) or not 0 < val_fraction < 1:
         raise ResbookError(f"val_fraction={val_fraction!r} is not a fraction: use a number between 0 and 1, "
                            "e.g. 0.2.")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+    if not _is_number(seed, numbers.Integral) or seed < 0:
         raise ResbookError(f"seed={seed!r} is not a valid seed: use a whole number from 0 up, e.g. 0.")
     small = [f"{c!r} ({n} image{'' if n == 1 else 's'})" for c, n in index.too_small().items()]
     if small:
@@ -329,7 +334,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def _check_size(size: object) -> None:
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+    if not _is_number(size, numbers.Integral) or size < 1:
         raise ResbookError(f"size={size!r} is not an image size: use a whole number of pixels from 1 up, e.g. 64.")
 
 
@@ -360,7 +365,7 @@ def _cache_path(index: FolderIndex, size: int) -> Path:
     except FileNotFoundError as exc:  # the folder changed since it was indexed
         raise _gone(exc.filename) from None
     except OSError as exc:
-        raise ResbookError(f"{exc.filename} cannot be read ({exc.strerror or brief(exc)}): fix its permissions, "
+        raise ResbookError(f"{exc.filename} cannot be read ({reason(exc)}): fix its permissions, "
                            "or run index_folder again if the folder changed.") from None
     key = hashlib.sha256(json.dumps([CACHE_VERSION, size, stats]).encode()).hexdigest()[:20]
     return cache_dir() / "decoded" / f"{index.root.name}-{size}px-{key}.npz"
