@@ -24,6 +24,7 @@ from resbook import cli
 from resbook.data.download import Remote, download, extract
 from resbook.data.folders import decode_image, index_folder, load_images, split
 from resbook.data.mnist import load_mnist_folder
+from resbook.data.sources import oxford10
 from resbook.errors import ResbookError
 
 
@@ -397,6 +398,8 @@ def small_index(tmp_path):
     (lambda ix: split(ix, val_fraction="0.2"), "val_fraction='0.2' is not a fraction: use a number between 0 and 1, "
                                                "e.g. 0.2."),
     (lambda ix: split(ix, seed=-1), "seed=-1 is not a valid seed: use a whole number from 0 up, e.g. 0."),
+    (lambda ix: oxford10(""), "The path of the Oxford 102 folder is empty: give its path (use '.' for the current "
+                              "folder)."),
     (lambda ix: extract(ix.root / "a" / "0.png", None), "The path of the destination folder must be a str or "
                                                         "pathlib.Path, not None: pass the path of the destination "
                                                         "folder."),

@@ -212,7 +212,7 @@ def oxford10(folder: str | os.PathLike | None = None, val_fraction: float = 0.2,
         from scipy.io import loadmat
     except ImportError:
         raise ResbookError("Reading Oxford 102's imagelabels.mat needs SciPy: pip install scipy.") from None
-    root = Path(folder) if folder is not None else fetch("oxford102", progress=progress)
+    root = as_path(folder, "the Oxford 102 folder") if folder is not None else fetch("oxford102", progress=progress)
     labels_file = root / "imagelabels.mat"
     if not labels_file.is_file():
         raise ResbookError(f"{labels_file} does not exist: run fetch('oxford102') or point at the folder that "
