@@ -66,6 +66,21 @@ def test_failed_downloads_leave_nothing_behind(http_server, tmp_path, one_senten
     assert _tree(tmp_path) == before  # no target, no .part file, not even the download folder it created
 
 
+class _Response(io.BytesIO):
+    """What urlopen returns, with the Content-Length header a server chose to send."""
+
+    def __init__(self, body, length):
+        super().__init__(body)
+        self.headers = {"Content-Length": length}
+
+
+@pytest.mark.parametrize("length", ["lots", "-1", "1e5", ""])
+def test_a_malformed_content_length_is_an_unknown_size(tmp_path, monkeypatch, length):
+    monkeypatch.setattr(download_module.urllib.request, "urlopen", lambda url, timeout: _Response(BODY, length))
+    target = download(_remote("https://example.invalid/data.bin"), tmp_path / "dl", progress=False)
+    assert target.read_bytes() == BODY and _tree(tmp_path) == ["dl", "dl/data.bin"]  # verified by size and hash
+
+
 def test_a_wrong_file_at_the_target_is_left_untouched(http_server, tmp_path, one_sentence):
     http_server.routes["/data.bin"] = BODY
     mine = tmp_path / "dl" / "data.bin"

@@ -138,6 +138,14 @@ def _read(response, remote: Remote, target: Path) -> bytes:
                            f"to retry (nothing was written to {target}).") from None
 
 
+def _announced(response) -> int:
+    """The size the server announced (Content-Length), or 0 for none or a malformed one: unknown."""
+    try:
+        return max(0, int(response.headers.get("Content-Length") or 0))
+    except ValueError:
+        return 0
+
+
 def _receive(remote: Remote, out, target: Path, timeout: float, progress: bool) -> None:
     """Copy ``remote.url`` into the open file ``out``; one sentence if the server or the connection fails."""
     try:
@@ -151,7 +159,7 @@ def _receive(remote: Remote, out, target: Path, timeout: float, progress: bool) 
             f"Could not download {remote.url} ({brief(getattr(exc, 'reason', exc))}): with no network, "
             f"put the file at {target} by hand ({remote.describe()}) and run again.") from None
     with response:
-        announced = int(response.headers.get("Content-Length") or 0)
+        announced = _announced(response)
         received = 0
         with progress_bar(total=announced or remote.size, show=progress, unit="B", unit_scale=True,
                           desc=remote.filename, leave=False) as bar:
