@@ -171,7 +171,7 @@ def test_a_full_disk_is_not_a_broken_download(http_server, tmp_path, monkeypatch
 # ----------------------------------------------------------------------------- archives
 
 def _tar(path, members):
-    """A .tar.gz of ``members``: (name, kind, payload) with kind "file", "symlink" or "hardlink"."""
+    """A .tar.gz of ``members``: (name, kind, payload) with kind "file", "symlink", "hardlink" or "fifo"."""
     with tarfile.open(path, "w:gz") as tf:
         for name, kind, payload in members:
             info = tarfile.TarInfo(name)
@@ -179,7 +179,7 @@ def _tar(path, members):
                 info.size = len(payload)
                 tf.addfile(info, io.BytesIO(payload))
             else:
-                info.type = tarfile.SYMTYPE if kind == "symlink" else tarfile.LNKTYPE
+                info.type = {"symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE, "fifo": tarfile.FIFOTYPE}[kind]
                 info.linkname = payload
                 tf.addfile(info)
     return path
@@ -204,6 +204,7 @@ UNSAFE = {
     "symlink out": ("pkg/link", "symlink", "../../outside"),
     "absolute symlink": ("pkg/link", "symlink", "/etc/passwd"),
     "hardlink out": ("pkg/sub/hard", "hardlink", "../outside.txt"),
+    "fifo": ("pkg/pipe", "fifo", ""),
 }
 
 
@@ -221,9 +222,11 @@ def test_good_archives_extract_into_place(tmp_path, fmt):
 
 # Zip has no hard links; a zip symlink is refused whatever it points at.
 @pytest.mark.parametrize("fmt, case", [("tar", c) for c in UNSAFE]
-                         + [("zip", c) for c in ("traversal", "absolute", "symlink out", "absolute symlink")])
+                         + [("zip", c) for c in ("traversal", "absolute", "symlink out", "absolute symlink")]
+                         + [("zip", "symlink in")])
 def test_unsafe_archives_are_refused_before_anything_is_written(tmp_path, one_sentence, fmt, case):
-    archive = (_tar if fmt == "tar" else _zip)(tmp_path / f"bad.{fmt}", GOOD + [UNSAFE[case]])
+    member = ("pkg/link", "symlink", "a.txt") if case == "symlink in" else UNSAFE[case]
+    archive = (_tar if fmt == "tar" else _zip)(tmp_path / f"bad.{fmt}", GOOD + [member])
     (tmp_path / "work").mkdir()
     before = _tree(tmp_path)
     with pytest.raises(ResbookError, match="Refusing to extract") as err:

@@ -15,9 +15,10 @@ The rules, learned from the peers' bug trackers (see the book's references):
   so it can be placed there by hand. A failed download also removes the
   (empty) folders it created, and nothing else.
 * Archives are extracted into a temporary folder that is renamed into place.
-  Members with absolute paths, ``..`` components, links pointing outside the
-  target, or device files are refused before anything is written; tar
-  extraction also uses Python's ``filter="data"`` (PEP 706) as a second line.
+  Nothing is written if a tar member fails Python's own ``data`` filter
+  (PEP 706: absolute paths, paths or links leading outside, device files),
+  which extraction then applies again; zip, which has no such filter,
+  refuses absolute paths, ``..`` components and symbolic links.
 * A weights file is checked by :func:`check_weights_file` before a framework
   opens it, so a wrong file (an HTML error page, a truncated download, another
   model's weights) gets one sentence with the expected hash, not an h5py trace.
@@ -32,6 +33,7 @@ import hashlib
 import http.client
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 import urllib.error
@@ -238,49 +240,26 @@ def download(remote: Remote, directory: str | os.PathLike, timeout: float = 60,
         raise
 
 
-def _unsafe_member(name: str, link: str | None, is_link: bool, is_special: bool,
-                   link_from_root: bool = False) -> str | None:
-    """Why an archive member would write outside the destination, or None if it is safe.
-
-    A symbolic link's target is relative to the member's folder; a tar hard
-    link's target (``link_from_root``) is relative to the archive's root.
-    """
-    p = PurePosixPath(name)
-    if name.startswith(("/", "\\")) or p.is_absolute() or (len(name) > 1 and name[1] == ":"):
-        return f"member {name!r} has an absolute path"
-    if ".." in p.parts:
-        return f"member {name!r} climbs out with '..'"
-    if is_special:
-        return f"member {name!r} is a device or fifo"
-    if is_link:
-        if link is None:
-            return f"member {name!r} is a link with no target"
-        target = PurePosixPath(link)
-        if target.is_absolute() or link.startswith("/"):
-            return f"member {name!r} links to the absolute path {link!r}"
-        depth = 0 if link_from_root else len(p.parent.parts)
-        level = 0
-        for part in target.parts:
-            level = level - 1 if part == ".." else level + (part != ".")
-            if depth + level < 0:
-                return f"member {name!r} links outside the archive to {link!r}"
-    return None
-
-
-def _check_tar(tf: tarfile.TarFile, archive: Path) -> None:
-    for m in tf.getmembers():
-        problem = _unsafe_member(m.name, m.linkname if (m.issym() or m.islnk()) else None,
-                                 m.issym() or m.islnk(), m.isdev() or m.isfifo(), link_from_root=m.islnk())
+def _check_tar(tf: tarfile.TarFile, archive: Path, destination: Path) -> None:
+    """Refuse ``archive`` if Python's ``data`` filter (PEP 706) refuses any member, before anything is written."""
+    for member in tf.getmembers():
+        try:  # the filter would quietly strip a leading '/': an absolute name is refused too
+            kept = tarfile.data_filter(member, os.fspath(destination))
+            problem = None if kept.name == member.name else f"member {member.name!r} has an absolute path"
+        except tarfile.FilterError as exc:
+            problem = brief(exc)
         if problem:
             raise ResbookError(f"Refusing to extract {archive}: {problem}; the archive is unsafe or damaged.")
 
 
 def _check_zip(zf: zipfile.ZipFile, archive: Path) -> None:
+    # zipfile has no extraction filter: it silently rewrites absolute and '..' names, and writes a link as a file.
     for info in zf.infolist():
-        mode = info.external_attr >> 16
-        is_link = (mode & 0o170000) == 0o120000
-        problem = (f"member {info.filename!r} is a symbolic link" if is_link
-                   else _unsafe_member(info.filename, None, False, False))
+        name = info.filename
+        problem = (f"member {name!r} is a symbolic link" if stat.S_ISLNK(info.external_attr >> 16)
+                   else f"member {name!r} has an absolute path" if name.startswith(("/", "\\")) or name[1:2] == ":"
+                   else f"member {name!r} climbs out with '..'" if ".." in PurePosixPath(name).parts
+                   else None)
         if problem:
             raise ResbookError(f"Refusing to extract {archive}: {problem}; the archive is unsafe or damaged.")
 
@@ -320,7 +299,7 @@ def extract(archive: str | os.PathLike, destination: str | os.PathLike) -> Path:
                     zf.extractall(out)
             else:
                 with tarfile.open(archive) as tf:
-                    _check_tar(tf, archive)
+                    _check_tar(tf, archive, destination)
                     tf.extractall(out, filter="data")
         except (tarfile.TarError, zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
             raise ResbookError(f"{archive} is not a readable tar or zip archive or is damaged ({brief(exc)}); "
