@@ -257,7 +257,7 @@ class Split:
 
 
 def _is_number(value: object, kind: type) -> bool:
-    """``value`` is a ``kind`` (``numbers.Real``, ``numbers.Integral``) and not a bool, which Python counts as 1 or 0."""
+    """``value`` is a ``kind`` (``numbers.Real``, ``numbers.Integral``) and not a bool (Python's 1 or 0)."""
     return isinstance(value, kind) and not isinstance(value, bool)
 
 
