@@ -21,10 +21,10 @@ import pytest
 from PIL import Image
 
 from resbook import cli
+from resbook.data.datasets import oxford10
 from resbook.data.download import Remote, download, extract
 from resbook.data.folders import decode_image, index_folder, load_images, split
 from resbook.data.mnist import load_mnist_folder
-from resbook.data.sources import oxford10
 from resbook.errors import ResbookError
 
 

@@ -3,8 +3,10 @@ import gzip
 import numpy as np
 import pytest
 
-from resbook.data.generated import make_digits, make_mnist_folder, write_idx
-from resbook.data.mnist import MNIST_FILES, load_digits, load_mnist_folder, pad_to_rgb32, read_idx
+from mnist_files import make_mnist_folder, write_idx
+from resbook.data.datasets import load_digits
+from resbook.data.generated import make_digits
+from resbook.data.mnist import MNIST_FILES, load_mnist_folder, pad_to_rgb32, read_idx
 from resbook.errors import ResbookError
 
 

@@ -13,7 +13,8 @@ from PIL import Image
 
 from resbook.data import sources
 from resbook.data.download import Remote
-from resbook.data.sources import OXFORD10_CLASSES, SOURCES, Source, fetch, oxford10
+from resbook.data.datasets import OXFORD10_CLASSES, flowers_folder, oxford10
+from resbook.data.sources import SOURCES, Source, fetch
 from resbook.errors import ResbookError
 
 HEX_LENGTH = {"md5": 32, "sha256": 64}
@@ -168,7 +169,6 @@ def test_oxford10_without_labels_is_one_sentence(tmp_path, one_sentence):
 
 
 def test_flowers_folder_by_profile(monkeypatch, tmp_path):
-    from resbook.data.sources import flowers_folder
     monkeypatch.setenv("RESBOOK_PROFILE", "smoke")
     monkeypatch.setenv("RESBOOK_CACHE", str(tmp_path / "cache"))
     smoke = flowers_folder("flowers-recognition", n_per_class=2)

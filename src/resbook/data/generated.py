@@ -204,29 +204,3 @@ def make_digits(n: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     y = rng.permutation(np.arange(n) % 10).astype(np.int64)
     x = np.stack([digit_image(int(label), rng) for label in y]) if n else np.zeros((0, 28, 28), np.uint8)
     return x, y
-
-
-def write_idx(path: str | os.PathLike, array: np.ndarray) -> Path:
-    """Write ``array`` (uint8 or int64 labels) in MNIST's idx format, gzipped when ``path`` ends in .gz."""
-    import gzip
-    path = Path(path)
-    array = np.asarray(array)
-    if array.dtype != np.uint8:
-        array = array.astype(np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
-    data = header + array.tobytes()
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "wb") as f:
-        f.write(data)
-    return path
-
-
-def make_mnist_folder(root: str | os.PathLike, n_train: int = 600, n_test: int = 100, seed: int = 0) -> Path:
-    """Write generated digits as the four MNIST ``*-idx?-ubyte.gz`` files into ``root``."""
-    from .mnist import MNIST_FILES
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    (xtr, ytr), (xte, yte) = make_digits(n_train, seed), make_digits(n_test, seed + 1)
-    for key, arr in (("train_images", xtr), ("train_labels", ytr), ("test_images", xte), ("test_labels", yte)):
-        write_idx(root / (MNIST_FILES[key] + ".gz"), arr)
-    return root

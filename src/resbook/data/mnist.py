@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ResbookError, as_path
-from ..settings import profile
 
 MNIST_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -84,33 +83,3 @@ def pad_to_rgb32(images: np.ndarray) -> np.ndarray:
         raise ResbookError(f"expected digits of shape [n, 28, 28], got {list(images.shape)}.")
     padded = np.pad(images, ((0, 0), (2, 2), (2, 2)))
     return np.repeat(padded[..., None], 3, axis=-1)
-
-
-class Digits(tuple):
-    """``((x_train, y_train), (x_test, y_test))`` plus ``.source``, a description of where they came from."""
-
-    source: str
-
-    def __new__(cls, train, test, source: str):
-        obj = super().__new__(cls, (train, test))
-        obj.source = source
-        return obj
-
-
-def load_digits(profile_name: str | None = None, n_train: int = 2048, n_test: int = 512, seed: int = 0) -> Digits:
-    """The digits a chapter trains on: real MNIST in the ``full`` profile, generated ones in ``smoke``.
-
-    ``full`` reads the idx files that :func:`resbook.data.sources.fetch` finds
-    or downloads (the first ``n_train`` / ``n_test`` of each split); ``smoke``
-    draws ``n_train`` + ``n_test`` digit-like images with :func:`make_digits`.
-    """
-    from .generated import make_digits
-    from .sources import fetch
-    if profile(profile_name) == "smoke":
-        train = make_digits(n_train, seed=seed)
-        test = make_digits(n_test, seed=seed + 1)
-        return Digits(train, test, f"generated digits ({n_train} train, {n_test} test, seed {seed})")
-    folder = fetch("mnist")  # $RESBOOK_DATA/mnist, else the verified download in the cache
-    (x_train, y_train), (x_test, y_test) = load_mnist_folder(folder)
-    train, test = (x_train[:n_train], y_train[:n_train]), (x_test[:n_test], y_test[:n_test])
-    return Digits(train, test, f"MNIST idx files in {folder} ({len(train[0])} train, {len(test[0])} test)")
