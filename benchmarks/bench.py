@@ -37,9 +37,11 @@ ours (Keras)
     ``build_resnet`` + ``with_input_pipeline``: uint8 images go to the device
     and are rescaled there; ``RandomAffine`` (one ``keras.ops`` gather) for the
     same augmentation; ``configure_precision()`` (``mixed_bfloat16`` where the
-    device computes bf16 natively). Both are compiled alike (Adam, Keras'
-    sparse cross-entropy) and trained with ``model.fit``, so only what the
-    book changes is measured.
+    device computes bf16 natively). Both end in logits and are compiled alike
+    (Adam and ``SparseCategoricalCrossentropy(from_logits=True)``, the loss
+    ``resbook.train.keras_fit.fit`` uses) and trained with ``model.fit``
+    directly, without ``keras_fit.fit``'s print and epoch timer, so only what
+    the book changes is measured.
 plain (PyTorch)
     ``DataLoader`` over a ``TensorDataset`` of float tensors on the host,
     each batch copied to the device, NCHW, float32.
@@ -160,10 +162,11 @@ def _keras_case(name: str, steps: int, rounds: int, on_gpu: bool) -> dict:
     if name == "resnet50-transfer":
         base = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(side, side, 3), pooling="avg")
         base.trainable = False
-        out = layers.Dense(classes, activation="softmax")(base(keras_aug(inputs), training=False))
+        out = layers.Dense(classes)(base(keras_aug(inputs), training=False))
     else:
         app = {"resnet50": keras.applications.ResNet50, "resnet152": keras.applications.ResNet152}[depth]
-        out = app(weights=None, input_shape=(side, side, 3), classes=classes)(keras_aug(inputs))
+        out = app(weights=None, input_shape=(side, side, 3), classes=classes, classifier_activation=None)(
+            keras_aug(inputs))
     plain = keras.Model(inputs, out)
 
     # ours
@@ -177,7 +180,7 @@ def _keras_case(name: str, steps: int, rounds: int, on_gpu: bool) -> dict:
 
     ways = {"plain": (plain, x.astype("float32") / 255), "ours": (ours, x)}
     for model, data in ways.values():
-        model.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy")
+        model.compile(keras.optimizers.Adam(1e-4), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         epoch(model, data)  # warm-up: trace and compile
     flops = keras_train_flops(ours)
     plain_img_s, ours_img_s = _alternate({k: (lambda m=m, d=d: epoch(m, d)) for k, (m, d) in ways.items()},

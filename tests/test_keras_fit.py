@@ -6,7 +6,7 @@ from resbook.data.generated import FLOWER_CLASSES, flower_image
 from resbook.errors import ResbookError
 from resbook.models.keras_resnet import build_resnet
 from resbook.train.keras_fit import (KeepBest, RandomAffine, configure_precision, fit, predict_classes,
-                                     predict_with_flip, sparse_crossentropy, warmup_cosine, with_input_pipeline)
+                                     predict_with_flip, warmup_cosine, with_input_pipeline)
 
 
 def test_random_affine_is_identity_at_inference_and_with_no_change():
@@ -26,16 +26,18 @@ def test_random_affine_flips_and_moves_pixels():
     assert not np.allclose(moved, x) and moved.min() >= 0 and moved.max() <= 1
 
 
-def test_sparse_crossentropy_is_minus_log_p_without_the_1e7_clip():
-    """Equal to Keras' loss for ordinary predictions; a confident mistake (p = 1e-12) costs -log 1e-12, not 16.1."""
-    labels = np.array([0, 2, 1])
-    probs = np.array([[0.7, 0.2, 0.1], [0.05, 0.05, 0.9], [1 - 1e-12, 1e-12, 0.0]], dtype="float32")
-    ours = keras.ops.convert_to_numpy(sparse_crossentropy(labels, probs))
-    keras_own = keras.ops.convert_to_numpy(keras.losses.sparse_categorical_crossentropy(labels, probs))
-    assert np.allclose(ours[:2], -np.log([0.7, 0.9]), rtol=1e-6) and np.allclose(ours[:2], keras_own[:2], rtol=1e-5)
-    assert ours[2] == pytest.approx(-np.log(1e-12), rel=1e-4) and keras_own[2] < 16.2
-    bf16 = sparse_crossentropy(labels, keras.ops.cast(probs, "bfloat16"))
-    assert keras.backend.standardize_dtype(bf16.dtype) == "float32"
+def test_fit_trains_logits_with_a_gradient_for_a_confident_mistake():
+    """The loss reads logits: a mistake made with p = 1e-12 costs -log 1e-12 (Keras clips probabilities at 1e-7)."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)], name="logits")
+    model.layers[0].set_weights([np.zeros((2, 3), "float32"), np.array([0.0, -27.6, 0.0], "float32")])
+    fit(model, (np.zeros((4, 2), "float32"), np.ones(4, int)), None, epochs=1, batch_size=4,
+        optimizer=keras.optimizers.SGD(0.0), verbose=0)
+    loss = float(model.evaluate(np.zeros((4, 2), "float32"), np.ones(4, int), verbose=0)[0])
+    assert loss == pytest.approx(27.6 + np.log(2), rel=1e-3)  # -log(e^-27.6 / (2 + e^-27.6))
+    before = model.layers[0].get_weights()[1][1]
+    fit(model, (np.zeros((4, 2), "float32"), np.ones(4, int)), None, epochs=1, batch_size=4,
+        optimizer=keras.optimizers.SGD(1.0), verbose=0)
+    assert model.layers[0].get_weights()[1][1] == pytest.approx(before + 1.0, abs=1e-3)  # gradient p - 1 = -1
 
 
 def test_loss_falls_on_generated_flowers_and_best_weights_are_kept(tiny_flowers):
@@ -66,7 +68,7 @@ def test_predict_image_file_and_its_errors(tmp_path):
     path = tmp_path / "tulip.jpg"
     flower_image("tulip", rng, (90, 70)).save(path)
     inputs = keras.Input((32, 32, 3))
-    model = keras.Model(inputs, keras.layers.Dense(5, activation="softmax")(keras.layers.Flatten()(inputs)))
+    model = keras.Model(inputs, keras.layers.Dense(5)(keras.layers.Flatten()(inputs)))  # logits
     ranked = predict_image_file(model, path, FLOWER_CLASSES, size=32)
     assert sorted(name for name, _ in ranked) == sorted(FLOWER_CLASSES)
     probs = [p for _, p in ranked]
@@ -82,7 +84,7 @@ def test_predict_image_file_and_its_errors(tmp_path):
 
 def test_fit_says_where_it_trains(capsys):
     from resbook import settings
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")], name="tiny")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)], name="tiny")
     fit(model, (np.zeros((8, 4), "float32"), np.zeros(8, int)), None, epochs=1, batch_size=4, verbose=2)
     first = capsys.readouterr().out.splitlines()[0]
     assert first.startswith(f"tiny: training on {settings.device()} (") and "batch 4, 8 examples" in first
@@ -95,7 +97,7 @@ def test_configure_precision_follows_the_cpus_bf16_instructions_and_the_override
     try:
         monkeypatch.setattr(settings, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
         assert configure_precision() == "mixed_bfloat16" == keras.mixed_precision.global_policy().name
-        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")], name="tiny")
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)], name="tiny")
         fit(model, (np.zeros((8, 4), "float32"), np.zeros(8, int)), None, epochs=1, batch_size=4, verbose=2)
         assert "with mixed_bfloat16" in capsys.readouterr().out.splitlines()[0]
         assert configure_precision("float32") == "float32" == keras.mixed_precision.global_policy().name

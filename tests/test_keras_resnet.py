@@ -36,7 +36,8 @@ def test_basic_block_shapes():
 
 def test_resnet50_equals_keras_applications():
     ours = build_resnet("resnet50", (64, 64, 3), classes=5)
-    ref = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3), classes=5)
+    ref = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3), classes=5, classifier_activation=None)
+    assert ours.get_layer("predictions").activation is keras.activations.linear  # logits, like ref here
     assert ours.count_params() == ref.count_params() == 23_597_957
     assert [l.name for l in ours.layers[1:]] == [l.name for l in ref.layers[1:]]
     assert copy_weights_by_name(ref, ours) == 107

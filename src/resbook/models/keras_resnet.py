@@ -121,15 +121,17 @@ def stem(x, l2: float | None = None):
 def build_resnet(depth: str | Sequence[int] = "resnet50", input_shape: tuple[int, int, int] = (64, 64, 3),
                  classes: int = 5, include_top: bool = True, pooling: str | None = None,
                  l2: float | None = None, block: str = "bottleneck",
-                 classifier_activation: str | None = "softmax", name: str | None = None,
+                 classifier_activation: str | None = None, name: str | None = None,
                  zero_init_residual: bool = False) -> keras.Model:
     """Build a ResNet v1 from a stage table.
 
     ``depth`` is a key of :data:`STAGES` (``"resnet50"``) or blocks per stage
     (``[3, 8, 36, 3]`` with ``block="bottleneck"``). ``include_top`` adds
-    global average pooling and a softmax ``Dense(classes)`` named
-    ``predictions``; without it, ``pooling`` may be ``"avg"`` or ``"max"`` as
-    in ``keras.applications``. ``l2`` puts an L2 penalty of that factor on
+    global average pooling and a ``Dense(classes)`` named ``predictions``
+    that outputs logits (train with ``from_logits=True``; apply a softmax for
+    probabilities, or pass ``classifier_activation="softmax"``, the default of
+    ``keras.applications``); without it, ``pooling`` may be ``"avg"`` or
+    ``"max"`` as in ``keras.applications``. ``l2`` puts an L2 penalty of that factor on
     every Conv2D and Dense kernel.
 
     ``zero_init_residual`` (torchvision's argument of the same name) starts the

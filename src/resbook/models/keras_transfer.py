@@ -11,7 +11,9 @@ The recipe follows keras.io's transfer-learning guide:
   every BatchNorm frozen, and needs a recompile and a very low learning rate.
 
 Heads (:data:`HEADS`) reproduce the articles the chapters follow, beside a
-modern default.
+modern default; each ends in a ``Dense`` that outputs logits (the articles'
+softmax is applied by the loss, ``from_logits=True``, and by
+:func:`~resbook.train.keras_fit.predict_proba`).
 """
 
 from __future__ import annotations
@@ -126,17 +128,17 @@ def _summary(groups: dict[str, list[tuple[int, ...]]]) -> str:
 
 def _head_layers(head: str, classes: int) -> list[layers.Layer]:
     if head == "modern":  # pooled features -> dropout -> linear classifier
-        return [layers.Dropout(0.2, name="head_dropout"), layers.Dense(classes, activation="softmax", name="predictions")]
+        return [layers.Dropout(0.2, name="head_dropout"), layers.Dense(classes, name="predictions")]
     if head == "tf_flowers":  # the 180x180 tf_flowers article
         return [layers.Flatten(name="head_flatten"), layers.Dense(512, activation="relu", name="head_dense"),
-                layers.Dense(classes, activation="softmax", name="predictions")]
+                layers.Dense(classes, name="predictions")]
     if head == "oxford102":  # the Oxford-102 article: on the unpooled 7x7x2048 feature map
         return [layers.Flatten(name="head_flatten"), layers.Dropout(0.4, name="head_dropout1"),
                 layers.Dense(512, activation="elu", name="head_dense1"), layers.Dropout(0.4, name="head_dropout2"),
                 layers.Dense(64, activation="elu", name="head_dense2"), layers.Dropout(0.4, name="head_dropout3"),
-                layers.Dense(classes, activation="softmax", name="predictions")]
-    if head == "dense":  # the ResNet-152 MNIST article: one dense softmax layer on the features
-        return [layers.Flatten(name="head_flatten"), layers.Dense(classes, activation="softmax", name="predictions")]
+                layers.Dense(classes, name="predictions")]
+    if head == "dense":  # the ResNet-152 MNIST article: one dense layer on the features
+        return [layers.Flatten(name="head_flatten"), layers.Dense(classes, name="predictions")]
     raise ValueError(f"unknown head {head!r}; choose from {HEADS}")
 
 

@@ -9,8 +9,10 @@
   bf16 natively (GPUs, CPUs with AMX or AVX-512 bf16), else float32.
 * :func:`warmup_cosine`: the learning rate rises linearly, then follows a
   cosine to 0 at the last step.
-* :func:`sparse_crossentropy`: the loss :func:`fit` uses, the same on every
-  backend for a softmax output (Keras' own clips probabilities on JAX).
+* :func:`fit`'s loss is ``SparseCategoricalCrossentropy(from_logits=True)``:
+  the models end in logits, so the loss reads them through a log-softmax on
+  every backend (on probabilities, Keras clips them to ``[1e-7, 1 - 1e-7]`` on
+  JAX and PyTorch, where a confident mistake then gets no gradient).
 * :func:`fit`: compile + fit with in-memory arrays, one line per epoch in
   stored outputs (a progress bar when interactive), epoch times in the
   history, and the best validation weights kept.
@@ -75,23 +77,6 @@ def warmup_cosine(peak: float, epochs: int, steps_per_epoch: int,
     warmup = min(total - 1, max(1, round(warmup_epochs * steps_per_epoch)))
     return keras.optimizers.schedules.CosineDecay(0.0, decay_steps=total - warmup, warmup_target=peak,
                                                   warmup_steps=warmup)
-
-
-@keras.saving.register_keras_serializable(package="resbook")
-def sparse_crossentropy(y_true, y_pred):
-    """Cross-entropy of integer labels and softmax probabilities, ``-log p[label]``, in float32.
-
-    Keras' ``sparse_categorical_crossentropy`` clips probabilities to
-    ``[1e-7, 1 - 1e-7]`` on JAX and PyTorch (TensorFlow reads the logits behind
-    the softmax instead), so there a confidently wrong prediction gets no
-    gradient at all: a head on a frozen random base, whose features are large,
-    can stop learning on the GPU machine while it learns on TensorFlow. Here
-    only a floor of 1e-37 keeps ``log`` finite, so the gradient reaches the
-    logits on every backend, and a bfloat16 output is read in float32.
-    """
-    p = ops.cast(y_pred, "float32")
-    labels = ops.reshape(ops.cast(y_true, "int32"), (-1, 1))
-    return -ops.log(ops.maximum(ops.take_along_axis(p, labels, axis=-1)[:, 0], 1e-37))
 
 
 @keras.saving.register_keras_serializable(package="resbook")
@@ -210,17 +195,19 @@ def with_input_pipeline(model: keras.Model, augment: layers.Layer | None = None,
 
 def fit(model: keras.Model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray] | None,
         epochs: int, batch_size: int, optimizer: keras.optimizers.Optimizer | str = "adam",
-        loss: str | Callable = sparse_crossentropy, metrics: Sequence[str] = ("accuracy",),
+        loss: str | Callable | None = None, metrics: Sequence[str] = ("accuracy",),
         callbacks: Sequence[keras.callbacks.Callback] = (), jit_compile: bool | str = "auto",
         restore_best: bool = False, verbose: int | None = None, seed: int = 0) -> dict[str, list[float]]:
     """Compile ``model`` and train it on in-memory arrays; return ``history.history`` plus ``time_s``.
 
-    ``model`` ends in a softmax over the classes and ``train``'s labels are
-    integers; the loss is :func:`sparse_crossentropy` unless another is given.
+    ``model`` ends in logits over the classes and ``train``'s labels are
+    integers; the loss is ``SparseCategoricalCrossentropy(from_logits=True)``
+    unless another is given.
     With ``restore_best`` the weights of the epoch with the best validation
     accuracy are restored at the end (the history still shows every epoch).
     """
     keras.utils.set_random_seed(seed)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True) if loss is None else loss
     model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics), jit_compile=jit_compile)
     verbose = progress_verbosity() if verbose is None else verbose
     if verbose:
@@ -235,11 +222,18 @@ def fit(model: keras.Model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities from logits along the last axis, in float64 NumPy (stable: the row's maximum is subtracted)."""
+    z = np.asarray(logits, dtype=np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
 def predict_classes(model: keras.Model, x: np.ndarray, batch_size: int = 256, flip_tta: bool = False) -> np.ndarray:
     """Class probabilities of ``model`` on ``x`` (averaged with the mirrored images when ``flip_tta``)."""
     if flip_tta:
         return predict_with_flip(model, x, batch_size)[1]
-    return model.predict(x, batch_size=batch_size, verbose=0)
+    return _softmax(model.predict(x, batch_size=batch_size, verbose=0))
 
 
 def predict_with_flip(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -247,8 +241,8 @@ def predict_with_flip(model: keras.Model, x: np.ndarray, batch_size: int = 256) 
 
     One pass over ``x`` and one over its mirror, for callers that report both.
     """
-    plain = model.predict(x, batch_size=batch_size, verbose=0)
-    return plain, (plain + model.predict(x[:, :, ::-1], batch_size=batch_size, verbose=0)) / 2
+    plain = _softmax(model.predict(x, batch_size=batch_size, verbose=0))
+    return plain, (plain + _softmax(model.predict(x[:, :, ::-1], batch_size=batch_size, verbose=0))) / 2
 
 
 def predict_image_file(model: keras.Model, path, class_names: Sequence[str], size: int) -> list[tuple[str, float]]:
@@ -257,5 +251,5 @@ def predict_image_file(model: keras.Model, path, class_names: Sequence[str], siz
     The file is decoded and resized exactly as the training images were
     (:func:`resbook.data.folders.decode_image`), then ``model`` predicts.
     """
-    probs = np.asarray(model.predict(decode_image(path, size)[None], verbose=0)[0], dtype=float)
+    probs = _softmax(model.predict(decode_image(path, size)[None], verbose=0)[0])
     return [(class_names[i], float(probs[i])) for i in np.argsort(probs)[::-1]]
