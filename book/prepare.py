@@ -25,6 +25,7 @@ from typing import Any
 from resbook import records, settings
 from resbook.records import Record
 from resbook.data.download import Remote, download, extract
+from resbook.files import atomic_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 MATHJAX = Remote(
@@ -47,13 +48,12 @@ def vendor_mathjax() -> Path:
     unpacked = cache / "mathjax-3.2.2"
     if not unpacked.exists():
         extract(download(MATHJAX, cache), unpacked)
-    staging = target.with_name("mathjax.incomplete")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for part in MATHJAX_PARTS:
-        src = unpacked / "package" / "es5" / part
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, staging / part)
-    staging.rename(target)
+    shutil.rmtree(target, ignore_errors=True)  # a copy without tex-chtml.js is not one
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_folder(target) as staging:
+        for part in MATHJAX_PARTS:
+            src = unpacked / "package" / "es5" / part
+            (shutil.copytree if src.is_dir() else shutil.copy2)(src, staging / part)
     return target
 
 

@@ -106,6 +106,8 @@ def run(notebooks: list[Path], archive: Path | None = None, timeout: int | None 
 
 def collect(archive: Path, root: Path = ROOT) -> int:
     """Unpack a ``--archive`` file into the repository; the chapters it holds lose their old records."""
+    sys.path.insert(0, str(ROOT / "src"))  # make device-collect runs this with a Python that may lack resbook
+    from resbook.files import atomic_write
     with tarfile.open(archive) as tar:
         members = [m for m in tar.getmembers() if m.name != "full-run.json"]
         bad = [m.name for m in members if not (m.isfile() and _allowed(m.name))]
@@ -118,10 +120,8 @@ def collect(archive: Path, root: Path = ROOT) -> int:
             if any(f"_{chapter}_" in old.name for chapter in chapters):
                 old.unlink()
         for m in members:
-            target = root / m.name
-            tmp = target.with_name(target.name + ".incomplete")
-            tmp.write_bytes(tar.extractfile(m).read())
-            tmp.replace(target)
+            with atomic_write(root / m.name, "wb") as out:
+                out.write(tar.extractfile(m).read())
         if "full-run.json" in tar.getnames():
             print(tar.extractfile("full-run.json").read().decode())
     print(f"unpacked {len(members)} files; chapters replaced: {', '.join(sorted(chapters)) or 'none'}")

@@ -115,8 +115,9 @@ def test_a_file_placed_during_the_download_is_left_untouched(http_server, tmp_pa
     receive = download_module._receive
 
     def receive_while_a_file_is_placed(*args, **kwargs):
-        receive(*args, **kwargs)
+        received = receive(*args, **kwargs)
         mine.write_bytes(placed)
+        return received
     monkeypatch.setattr(download_module, "_receive", receive_while_a_file_is_placed)
     if placed == BODY:  # the expected file: used
         assert download(_remote(http_server.url + "/data.bin"), tmp_path / "dl", progress=False) == mine

@@ -38,17 +38,6 @@ def test_recording_times_and_saves_only_complete_runs(run, tmp_path):
     assert saved[0].wall_time_s is not None and saved[0].wall_time_s >= 0
 
 
-def test_results_table(run, tmp_path):
-    a = records.Record.start(run, "plain-20")
-    a.metrics.update(train_error=0.0312)
-    b = records.Record.start(run, "resnet|20")
-    b.metrics.update(train_error=0.021, test_error=0.02)
-    table = records.results_table([a, b])
-    lines = table.splitlines()
-    assert lines[0].startswith("| chapter | run |") and "train_error" in lines[0] and "test_error" in lines[0]
-    assert len(lines) == 4 and "0.0312" in lines[2] and "resnet\\|20" in lines[3]
-
-
 def test_missing_records_folder_is_empty(tmp_path):
     assert records.load_records(tmp_path / "nothing") == []
 

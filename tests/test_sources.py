@@ -1,7 +1,6 @@
 """The table of remotes (checked against the installed Keras and torchvision), fetch, and the Oxford subset."""
 
 import hashlib
-import inspect
 import io
 import re
 import tarfile
@@ -27,10 +26,7 @@ def test_every_remote_is_well_formed(name):
     for remote in src.remotes:
         assert remote.url.startswith("https://") and PurePosixPath(remote.url).name == remote.filename
         assert re.fullmatch(r"[0-9a-f]+", remote.hash_value)
-        if remote.hash_algorithm == "sha256-prefix":
-            assert remote.filename.endswith(".pth") and f"-{remote.hash_value}." in remote.filename
-        else:
-            assert len(remote.hash_value) == HEX_LENGTH[remote.hash_algorithm]
+        assert len(remote.hash_value) == HEX_LENGTH[remote.hash_algorithm]
     if src.path:
         assert src.path in {r.filename for r in src.remotes} or src.path.startswith("flower_photos/")
 
@@ -42,25 +38,6 @@ def test_keras_weights_match_the_installed_keras():
             (remote,) = SOURCES[f"keras_{model}" + ("" if top else "_notop")].remotes
             assert remote.url == resnet.BASE_WEIGHTS_PATH + remote.filename
             assert remote.filename.endswith("_notop.h5") != top and remote.hash_value == md5
-
-
-def test_keras_mnist_hash_matches_the_installed_keras():
-    from keras.src.datasets import mnist
-    code = inspect.getsource(mnist)
-    (remote,) = SOURCES["mnist_npz"].remotes
-    assert remote.hash_value in code and "tensorflow/tf-keras-datasets/" in code
-
-
-def test_torchvision_weights_match_the_installed_torchvision():
-    from torch.hub import HASH_REGEX
-    from torchvision.models import ResNet18_Weights, ResNet50_Weights, ResNet152_Weights
-    expected = {"torch_resnet18": ResNet18_Weights.IMAGENET1K_V1, "torch_resnet50_v1": ResNet50_Weights.IMAGENET1K_V1,
-                "torch_resnet50_v2": ResNet50_Weights.IMAGENET1K_V2, "torch_resnet152": ResNet152_Weights.IMAGENET1K_V1}
-    assert sources.TORCH_HASH_IN_NAME.pattern == HASH_REGEX.pattern
-    for name, weights in expected.items():
-        (remote,) = SOURCES[name].remotes
-        assert remote.url == weights.url
-        assert remote.hash_value == HASH_REGEX.search(remote.filename).group(1)
 
 
 def test_oxford_md5_and_names_match_torchvision():

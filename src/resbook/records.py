@@ -1,4 +1,4 @@
-"""Run records: one small JSON file per training run, and the table built from them.
+"""Run records: one small JSON file per training run.
 
 Every number the book shows comes from a run, and every run leaves a record:
 chapter, profile, data, device, versions, git commit, date, settings, metrics
@@ -28,11 +28,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
 from .errors import ResbookError
+from .files import atomic_write
 from .settings import Run, tensorboard_without_tensorflow
 
 RECORD_FIELDS = ("chapter", "name", "profile", "data", "device", "versions", "seed",
@@ -104,9 +105,8 @@ class Record(Run):
         stamp = re.sub(r"[^0-9T]", "", self.date)[:15]
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{self.chapter}_{self.name}")
         path = directory / f"{stamp}_{slug}.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.rounded(), indent=2, sort_keys=False, default=_jsonable) + "\n")
-        tmp.replace(path)
+        with atomic_write(path, "w") as f:
+            f.write(json.dumps(self.rounded(), indent=2, sort_keys=False, default=_jsonable) + "\n")
         return path
 
 
@@ -184,25 +184,3 @@ def load_records(*directories: str | os.PathLike) -> list[Record]:
             data = json.loads(path.read_text())
             found.append(Record(**{k: data[k] for k in RECORD_FIELDS if k in data}))
     return sorted(found, key=lambda r: r.date)
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def results_table(recs: Iterable[Record], metrics: Iterable[str] | None = None) -> str:
-    """A Markdown table of records: run, profile, data, device, date, commit, metrics, wall time."""
-    recs = list(recs)
-    if metrics is None:
-        metrics = list(dict.fromkeys(k for r in recs for k in r.metrics))
-    metrics = list(metrics)
-    head = ["chapter", "run", "profile", "data", "device", *metrics, "wall time (s)", "date", "commit"]
-    rows = [[r.chapter, r.name, r.profile, r.data, r.device,
-             *(_fmt(r.metrics[m]) if m in r.metrics else "" for m in metrics),
-             _fmt(r.wall_time_s) if r.wall_time_s is not None else "", r.date[:10], r.git_commit]
-            for r in recs]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
-    return "\n".join(lines)

@@ -32,19 +32,20 @@ import errno
 import hashlib
 import http.client
 import os
-import shutil
 import stat
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import takewhile
 from pathlib import Path, PurePosixPath
 
-
 from ..errors import ResbookError, as_path, brief, reason
+from ..files import atomic_folder, atomic_write
 from ..settings import progress_bar
 
 CHUNK = 1 << 20
@@ -57,70 +58,70 @@ class Remote:
 
     url: str
     filename: str
-    hash_algorithm: str          # "sha256", "md5", "sha512", or "sha256-prefix" (torch.hub style)
-    hash_value: str              # hex digest (or its prefix for "sha256-prefix")
+    hash_algorithm: str          # a hashlib name: "sha256", "md5", "sha512"
+    hash_value: str              # hex digest
     size: int | None = None      # bytes, where the publisher states it
 
     def describe(self) -> str:
+        """Size and hash in words, for a reader who places the file by hand."""
         size = f"{self.size:,} bytes, " if self.size else ""
-        algo = self.hash_algorithm.replace("-prefix", " starting with")
-        return f"{size}{algo} {self.hash_value}"
+        return f"{size}{self.hash_algorithm} {self.hash_value}"
 
 
 def file_hash(path: str | os.PathLike, algorithm: str) -> str:
-    """Hex digest of a file (``sha256-prefix`` hashes with sha256)."""
-    h = hashlib.new(algorithm.replace("-prefix", ""))
+    """Hex digest of a file with the hashlib ``algorithm``."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(CHUNK), b""):
             h.update(chunk)
     return h.hexdigest()
 
 
-def verify(path: str | os.PathLike, remote: Remote) -> str | None:
-    """None if ``path`` is the file ``remote`` describes, else a short reason why not."""
-    path = Path(path)
-    size = path.stat().st_size
+def _mismatch(size: int, digest: str, remote: Remote) -> str | None:
+    """None if ``size`` and ``digest`` are those of ``remote``, else a short reason why not."""
     if remote.size is not None and size != remote.size:
         return f"it has {size:,} bytes, not {remote.size:,}"
-    digest = file_hash(path, remote.hash_algorithm)
-    ok = (digest.startswith(remote.hash_value) if remote.hash_algorithm.endswith("-prefix")
-          else digest == remote.hash_value)
-    return None if ok else f"its {remote.hash_algorithm.replace('-prefix', '')} is {digest}, not {remote.hash_value}"
+    return None if digest == remote.hash_value else f"its {remote.hash_algorithm} is {digest}, not {remote.hash_value}"
 
 
-def _make_folders(directory: Path) -> list[Path]:
-    """Create ``directory`` and its missing parents; return those this call created, deepest first.
+def verify(path: str | os.PathLike, remote: Remote) -> str | None:
+    """None if ``path`` is the file ``remote`` describes, else a short reason why not."""
+    return _mismatch(Path(path).stat().st_size, file_hash(path, remote.hash_algorithm), remote)
+
+
+@contextmanager
+def _new_folders(directory: Path) -> Iterator[None]:
+    """Create ``directory`` and its missing parents; if the block fails, remove those this call made (if empty).
 
     One level at a time, from the highest missing folder down, and a folder
-    counts as created only when this call's mkdir() made it: one that another
-    process made meanwhile is never removed as ours.
+    counts as made here only when this call's mkdir() made it: one that
+    another process made meanwhile is never removed as ours.
     """
+    if directory.exists() and not directory.is_dir():
+        raise ResbookError(f"{directory} is a file, not a folder: choose a folder to put the files in.")
     created: list[Path] = []
     try:
-        if directory.exists() and not directory.is_dir():
-            raise ResbookError(f"{directory} is a file, not a folder: choose a folder to put the files in.")
-        missing = []
-        for folder in (directory, *directory.parents):
-            if folder.exists():
-                break
-            missing.append(folder)
-        for folder in reversed(missing):
+        for folder in reversed(list(takewhile(lambda f: not f.exists(), (directory, *directory.parents)))):
             try:
                 folder.mkdir()
+                created.insert(0, folder)
             except FileExistsError:  # made meanwhile by someone else: not ours to remove
-                continue
-            created.insert(0, folder)
+                pass
     except OSError as exc:
         _remove_empty(created)
         raise _cannot_write(directory, exc) from None
-    return created
+    try:
+        yield
+    except BaseException:
+        _remove_empty(created)
+        raise
 
 
 def _remove_empty(created: list[Path]) -> None:
-    """Remove the folders :func:`_make_folders` created, deepest first, as long as they are empty."""
+    """Remove the folders in ``created``, deepest first, as long as they are empty (rmdir refuses others)."""
     for folder in created:
         try:
-            folder.rmdir()  # never removes anything else: rmdir refuses a folder that is not empty
+            folder.rmdir()
         except OSError:
             return
 
@@ -129,6 +130,20 @@ def _cannot_write(folder: Path, exc: OSError) -> ResbookError:
     fix = ("free some space there, or choose a folder on another disk" if exc.errno == errno.ENOSPC
            else "choose a folder you can write to, or make this one writable")
     return ResbookError(f"Cannot write to {folder} ({reason(exc)}): {fix}.")
+
+
+def _open(remote: Remote, target: Path, timeout: float):
+    """The server's response for ``remote.url``; one sentence if there is no network or the server refuses."""
+    try:
+        return urllib.request.urlopen(remote.url, timeout=timeout)  # noqa: S310 - fixed https URLs
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        raise ResbookError(f"Could not download {remote.url}: the server answered {exc.code} {exc.reason}; "
+                           f"try again later, or put the file at {target} by hand ({remote.describe()}).") from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        raise ResbookError(
+            f"Could not download {remote.url} ({brief(getattr(exc, 'reason', exc))}): with no network, "
+            f"put the file at {target} by hand ({remote.describe()}) and run again.") from None
 
 
 def _read(response, remote: Remote, target: Path) -> bytes:
@@ -148,30 +163,26 @@ def _announced(response) -> int:
         return 0
 
 
-def _receive(remote: Remote, out, target: Path, timeout: float, progress: bool) -> None:
-    """Copy ``remote.url`` into the open file ``out``; one sentence if the server or the connection fails."""
-    try:
-        response = urllib.request.urlopen(remote.url, timeout=timeout)  # noqa: S310 - fixed https URLs
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        raise ResbookError(f"Could not download {remote.url}: the server answered {exc.code} {exc.reason}; "
-                           f"try again later, or put the file at {target} by hand ({remote.describe()}).") from None
-    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
-        raise ResbookError(
-            f"Could not download {remote.url} ({brief(getattr(exc, 'reason', exc))}): with no network, "
-            f"put the file at {target} by hand ({remote.describe()}) and run again.") from None
-    with response:
+def _receive(remote: Remote, out, target: Path, timeout: float, progress: bool) -> tuple[int, str]:
+    """Copy ``remote.url`` into the open file ``out``: ``(bytes received, their hex digest)``.
+
+    One sentence if the server or the connection fails; an OSError from
+    writing (a full disk) is not the network's, and is left to the caller.
+    """
+    h, received = hashlib.new(remote.hash_algorithm), 0
+    with _open(remote, target, timeout) as response:
         announced = _announced(response)
-        received = 0
         with progress_bar(total=announced or remote.size, show=progress, unit="B", unit_scale=True,
                           desc=remote.filename, leave=False) as bar:
             for chunk in iter(lambda: _read(response, remote, target), b""):
-                out.write(chunk)  # an OSError here (a full disk) is not the network's: download() says so
+                out.write(chunk)
+                h.update(chunk)
                 received += len(chunk)
                 bar.update(len(chunk))
     if announced and received != announced:  # the server closed the connection early
         raise ResbookError(f"The download of {remote.url} broke off after {received:,} of "
                            f"{announced:,} bytes; run again to retry (nothing was written to {target}).")
+    return received, h.hexdigest()
 
 
 def _existing(target: Path, remote: Remote) -> Path:
@@ -189,55 +200,32 @@ def _existing(target: Path, remote: Remote) -> Path:
                        f"move it away so it can be downloaded again, or replace it with the file from {remote.url}.")
 
 
-def _link(tmp: Path, target: Path) -> bool:
-    """Give ``tmp`` the name ``target`` too, unless something is there (it is never replaced); True if it did."""
-    try:
-        os.link(tmp, target)  # unlike a rename, fails if a file appeared at the target during the download
-    except FileExistsError:
-        return False
-    except OSError:  # a file system without hard links (FAT, some network shares): look, then rename
-        if target.exists() or target.is_symlink():
-            return False
-        tmp.replace(target)
-    return True
-
-
 def download(remote: Remote, directory: str | os.PathLike, timeout: float = 60,
              progress: bool = True) -> Path:
     """Return ``directory/remote.filename``, downloading and verifying it first if needed.
 
-    A failed download leaves nothing behind: no target, no ``.part`` file,
-    and none of the folders this call created.
+    The file is received into a temporary file beside the target, hashed as
+    it arrives, and given the target's name only if it verifies; a file at
+    the target, also one placed there meanwhile, is never replaced (see
+    :func:`resbook.files.atomic_write`). A failed download leaves nothing
+    behind: no target, no ``.part`` file, none of the folders it created.
     """
     directory = as_path(directory, "the download folder")
     target = directory / remote.filename
     if target.exists() or target.is_symlink():  # a link to a missing file is the user's too
         return _existing(target, remote)
-    created = _make_folders(directory)
-    tmp = None
-    try:
+    with _new_folders(directory):
         try:
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{remote.filename}.", suffix=".part", dir=directory)
-        except OSError as exc:
+            with atomic_write(target, "wb", replace=False) as out:
+                problem = _mismatch(*_receive(remote, out, target, timeout, progress), remote)
+                if problem is not None:
+                    raise ResbookError(f"The file downloaded from {remote.url} is not the expected one ({problem}); "
+                                       f"nothing was written to {target}: try again later or place the file by hand.")
+        except FileExistsError:  # a file appeared at the target during the download: it is the user's
+            return _existing(target, remote)
+        except OSError as exc:  # making, writing or closing the temporary file: a full disk, a quota
             raise _cannot_write(directory, exc) from None
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                _receive(remote, out, target, timeout, progress)
-        except OSError as exc:  # writing, or closing (which writes the last bytes): a full disk, a quota
-            raise _cannot_write(directory, exc) from None
-        problem = verify(tmp, remote)
-        if problem is not None:
-            raise ResbookError(f"The file downloaded from {remote.url} is not the expected one ({problem}); "
-                               f"nothing was written to {target}: try again later or place the file by hand.")
-        placed = _link(tmp, target)
-        tmp.unlink(missing_ok=True)
-        return target if placed else _existing(target, remote)
-    except BaseException:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-        _remove_empty(created)
-        raise
+    return target
 
 
 def _check_tar(tf: tarfile.TarFile, archive: Path, destination: Path) -> None:
@@ -264,6 +252,24 @@ def _check_zip(zf: zipfile.ZipFile, archive: Path) -> None:
             raise ResbookError(f"Refusing to extract {archive}: {problem}; the archive is unsafe or damaged.")
 
 
+def _unpack(archive: Path, out: Path, destination: Path) -> None:
+    """Check every member of ``archive``, then extract it into ``out``; one sentence if it is unreadable."""
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                _check_zip(zf, archive)
+                zf.extractall(out)
+        else:
+            with tarfile.open(archive) as tf:
+                # Both: the check refuses the whole archive before anything is written (the filter alone stops
+                # midway), and filter="data" applies the filter's own changes (modes, no set-uid bits) as it writes.
+                _check_tar(tf, archive, destination)
+                tf.extractall(out, filter="data")
+    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
+        raise ResbookError(f"{archive} is not a readable tar or zip archive or is damaged ({brief(exc)}); "
+                           "download it again.") from None
+
+
 def _already_exists(destination: Path) -> ResbookError:
     return ResbookError(f"{destination} already exists: extract() never writes into an existing folder; "
                         "remove it or choose another destination.")
@@ -274,46 +280,22 @@ def extract(archive: str | os.PathLike, destination: str | os.PathLike) -> Path:
 
     Every member is checked before anything is written; the archive is
     unpacked into a temporary sibling folder that is renamed to
-    ``destination`` only when extraction finished. A failure leaves nothing
-    behind, not even the parent folders this call created. A file or a
-    folder with files that appears at ``destination`` meanwhile is left
-    alone; an *empty* folder made there meanwhile cannot be protected, since
-    rename() replaces it (Python has no RENAME_NOREPLACE).
+    ``destination`` only when extraction finished (:func:`resbook.files.atomic_folder`).
+    A failure leaves nothing behind, not even the parent folders this call
+    created. A file or a folder with files that appears at ``destination``
+    meanwhile is left alone; an *empty* folder made there meanwhile cannot
+    be protected, since rename() replaces it (Python has no RENAME_NOREPLACE).
     """
     archive, destination = as_path(archive, "the archive"), as_path(destination, "the destination folder")
     if destination.exists() or destination.is_symlink():
         raise _already_exists(destination)
-    created = _make_folders(destination.parent)
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".incomplete", dir=destination.parent))
-    except OSError as exc:
-        _remove_empty(created)
-        raise _cannot_write(destination.parent, exc) from None
-    out = tmp / destination.name  # made by a plain mkdir: the user's usual permissions, not mkdtemp's 0700
-    try:
-        out.mkdir()
+    with _new_folders(destination.parent):
         try:
-            if zipfile.is_zipfile(archive):
-                with zipfile.ZipFile(archive) as zf:
-                    _check_zip(zf, archive)
-                    zf.extractall(out)
-            else:
-                with tarfile.open(archive) as tf:
-                    _check_tar(tf, archive, destination)
-                    tf.extractall(out, filter="data")
-        except (tarfile.TarError, zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
-            raise ResbookError(f"{archive} is not a readable tar or zip archive or is damaged ({brief(exc)}); "
-                               "download it again.") from None
-        try:
-            out.rename(destination)
-        except OSError as exc:  # something appeared at the destination during the extraction
+            with atomic_folder(destination) as out:
+                _unpack(archive, out, destination)
+        except OSError as exc:  # making the temporary folder, or renaming it when something appeared meanwhile
             raise (_already_exists(destination) if destination.exists() or destination.is_symlink()
                    else _cannot_write(destination.parent, exc)) from None
-        tmp.rmdir()
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        _remove_empty(created)
-        raise
     return destination
 
 

@@ -26,7 +26,6 @@ import io
 import json
 import numbers
 import os
-import tempfile
 import warnings
 import zipfile
 from collections import Counter, defaultdict
@@ -38,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ResbookError, as_path, brief, reason
+from ..files import atomic_write
 from ..settings import cache_dir, progress_bar
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
@@ -382,15 +382,10 @@ def _read_cache(path: Path, n: int, size: int) -> np.ndarray | None:
 
 
 def _write_cache(path: Path, x: np.ndarray) -> None:
-    """Write ``x`` to ``path`` atomically (a temporary file beside it, then a rename)."""
+    """Write ``x`` to ``path`` atomically (see :func:`resbook.files.atomic_write`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, x=x)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_write(path, "wb") as f:
+        np.savez(f, x=x)
 
 
 def load_images(index: FolderIndex, size: int = 64, cache: bool = True,

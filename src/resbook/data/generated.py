@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from ..files import atomic_folder
 from ..settings import cache_dir
 
 FLOWER_CLASSES = ("daisy", "dandelion", "rose", "sunflower", "tulip")
@@ -108,28 +107,22 @@ def make_flowers(root: str | os.PathLike, n_per_class: int = 40, seed: int = 0,
 
     Layout: ``root/<class>/<class>_<i>.jpg``, image sides drawn between
     ``min_size`` and ``max_size`` pixels. The folder is built in a temporary
-    sibling and renamed into place, so an interrupted call never leaves half a
-    dataset; an existing ``root`` is refused rather than overwritten.
+    sibling and renamed into place (:func:`resbook.files.atomic_folder`), so an
+    interrupted call never leaves half a dataset; an existing ``root`` is
+    refused with :class:`FileExistsError` rather than overwritten.
     """
     root = Path(root)
-    if root.exists():
-        raise FileExistsError(f"{root} already exists; make_flowers never writes into an existing folder")
     unknown = set(classes) - set(FLOWER_CLASSES)
     if unknown:
         raise ValueError(f"unknown flower classes {sorted(unknown)}; choose from {FLOWER_CLASSES}")
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+    with atomic_folder(root) as tmp:
         for ci, kind in enumerate(classes):
             (tmp / kind).mkdir()
             rng = np.random.default_rng([seed, ci])
             for i in range(n_per_class):
                 w, h = (int(v) for v in rng.integers(min_size, max_size + 1, 2))
                 flower_image(kind, rng, (w, h)).save(tmp / kind / f"{kind}_{i:04d}.jpg", quality=quality)
-        tmp.rename(root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return root
 
 

@@ -7,12 +7,9 @@ themselves check, copied from their code:
 
 * tf_flowers: the sha256 and size of TensorFlow's ``flower_photos.tgz``.
 * Oxford 102 Flowers: the md5 values of torchvision's ``Flowers102``.
-* MNIST: Keras' ``mnist.npz`` (sha256 from ``keras/src/datasets/mnist.py``) and
-  the four idx files of torchvision's mirror (md5 and size).
+* MNIST: the four idx files of torchvision's mirror (md5 and size).
 * Keras ImageNet weights: the md5 values of ``WEIGHTS_HASHES`` in
   ``keras/src/applications/resnet.py``.
-* torchvision ImageNet weights: the sha256 prefix in the file name, which is
-  what ``torch.hub`` checks.
 
 ``tests/test_sources.py`` compares these values with the installed Keras and
 torchvision, so a change upstream shows up as a failing test.
@@ -21,7 +18,6 @@ torchvision, so a change upstream shows up as a failing test.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +26,6 @@ from ..settings import cache_dir, data_root
 from .download import Remote, download, extract
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
-TORCH_HASH_IN_NAME = re.compile(r"-([a-f0-9]*)\.")  # torch.hub's HASH_REGEX
 
 
 @dataclass(frozen=True)
@@ -54,12 +49,6 @@ def _keras_weights(model: str, top: bool, md5: str) -> Source:
     what = "with" if top else "without"
     return Source(f"Keras {model} ImageNet weights {what} the classifier (include_top={top})",
                   (Remote(base + name, name, "md5", md5),), path=name)
-
-
-def _torch_weights(filename: str, about: str) -> Source:
-    prefix = TORCH_HASH_IN_NAME.search(filename).group(1)
-    return Source(about, (Remote(f"https://download.pytorch.org/models/{filename}", filename,
-                                 "sha256-prefix", prefix),), path=filename)
 
 
 _OXFORD = "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/"
@@ -87,19 +76,10 @@ SOURCES: dict[str, Source] = {
                 "9fb629c4189551a2d022fa330f9573f3", 1_648_877),
          Remote(_MNIST_MIRROR + "t10k-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "md5",
                 "ec29112dd5afa0611ce80d1b7f02629c", 4_542))),
-    "mnist_npz": Source(
-        "MNIST as Keras' mnist.npz (what keras.datasets.mnist.load_data reads)",
-        (Remote("https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz", "mnist.npz", "sha256",
-                "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"),),
-        path="mnist.npz"),
     "keras_resnet50": _keras_weights("resnet50", True, "2cb95161c43110f7111970584f804107"),
     "keras_resnet50_notop": _keras_weights("resnet50", False, "4d473c1dd8becc155b73f8504c6f6626"),
     "keras_resnet152": _keras_weights("resnet152", True, "100835be76be38e30d865e96f2aaae62"),
     "keras_resnet152_notop": _keras_weights("resnet152", False, "ee4c566cf9a93f14d82f913c2dc6dd0c"),
-    "torch_resnet18": _torch_weights("resnet18-f37072fd.pth", "torchvision ResNet18_Weights.IMAGENET1K_V1"),
-    "torch_resnet50_v1": _torch_weights("resnet50-0676ba61.pth", "torchvision ResNet50_Weights.IMAGENET1K_V1"),
-    "torch_resnet50_v2": _torch_weights("resnet50-11ad3fa6.pth", "torchvision ResNet50_Weights.IMAGENET1K_V2"),
-    "torch_resnet152": _torch_weights("resnet152-394f9c45.pth", "torchvision ResNet152_Weights.IMAGENET1K_V1"),
 }
 
 
