@@ -87,18 +87,6 @@ def chapter_title(chapter: str, notebooks: Path) -> str:
     return (_first_heading(_cells(path)) if path.exists() else None) or chapter
 
 
-def _metric(name: str, value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if ("accuracy" in name or "error" in name) and 0 <= value <= 1:
-            return f"{value:.2%}"
-        return f"{value:.4g}"
-    return str(value)
-
-
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return ""
@@ -124,10 +112,6 @@ def _short_commit(commit: str) -> str:
     return sha[:8] + plus + rest
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def results_page(recs: list[Record], notebooks: Path, link_prefix: str = "../notebooks/") -> str:
     """The Markdown body of "Runs and results": one section per chapter, in reading order."""
     if not recs:
@@ -146,20 +130,14 @@ def results_page(recs: list[Record], notebooks: Path, link_prefix: str = "../not
             n += f" of [the chapter]({link_prefix}{chapter}.ipynb)"
         out.append(n + ".\n")
         varying = [k for k in SHARED if len({_shared_value(r, k) for r in runs}) > 1]
-        out += [f"* **{key}**: {_cell(_shared_value(runs[0], key))}" for key in SHARED if key not in varying]
+        out += [f"* **{key}**: {_shared_value(runs[0], key).replace(chr(10), ' ')}" for key in SHARED if key not in varying]
         out.append("")
         metrics = list(dict.fromkeys(m for r in runs for m in r.metrics))
-        head = ["run", *varying, *(m.replace("_", " ") for m in metrics),
-                "wall time", "date", "commit"]
-        align = ["---"] * (1 + len(varying)) + ["--:"] * (len(metrics) + 1) + ["---", "---"]
-        out.append("| " + " | ".join(head) + " |")
-        out.append("|" + "|".join(align) + "|")
-        for r in runs:
-            row = [r.name, *(_shared_value(r, k) for k in varying),
-                   *(_metric(m, r.metrics[m]) if m in r.metrics else "" for m in metrics),
-                   _duration(r.wall_time_s), r.date[:10], f"`{_short_commit(r.git_commit)}`"]
-            out.append("| " + " | ".join(_cell(c) for c in row) + " |")
-        out.append("")
+        head = ["run", *varying, *(m.replace("_", " ") for m in metrics), "wall time", "date", "commit"]
+        rows = [[r.name, *(_shared_value(r, k) for k in varying), *(r.metrics.get(m) for m in metrics),
+                 _duration(r.wall_time_s), r.date[:10], f"`{_short_commit(r.git_commit)}`"] for r in runs]
+        align = "l" * (1 + len(varying)) + "r" * (len(metrics) + 1) + "ll"
+        out += [records.markdown_table(rows, head, align).rstrip("\n"), ""]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -176,7 +154,7 @@ def run_description(cells: list[dict[str, Any]]) -> dict[str, str]:
 
 def shown_outputs(notebooks: Path, link_prefix: str = "../notebooks/") -> str:
     """A table: for each chapter, the profile, data and device of the outputs its page shows."""
-    rows = ["| chapter | outputs shown | data | device |", "|---|---|---|---|"]
+    rows = []
     for path in sorted(notebooks.glob("*.ipynb")):
         cells = _cells(path)  # read once: the run description and the heading both come from it
         run = run_description(cells)
@@ -188,8 +166,8 @@ def shown_outputs(notebooks: Path, link_prefix: str = "../notebooks/") -> str:
         data = run.get("data", "")
         if "/generated/" in data:  # a path in the cache of whoever ran it: say what it is
             data = f"generated ({data.rstrip('/').rsplit('/', 1)[-1]})"
-        rows.append("| " + " | ".join(_cell(c) for c in (title, shown, data, run.get("device", ""))) + " |")
-    return "\n".join(rows) + "\n"
+        rows.append((title, shown, data, run.get("device", "")))
+    return records.markdown_table(rows, ["chapter", "outputs shown", "data", "device"], align="llll")
 
 
 def write_results_table() -> Path:

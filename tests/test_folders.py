@@ -145,6 +145,22 @@ def test_split_is_seeded_stratified_and_recordable(index, one_sentence):
     one_sentence(str(err.value))
 
 
+def test_split_of_a_label_array_is_the_split_of_an_index_with_those_labels(index, one_sentence):
+    """MNIST's labels are split as an image folder is: the same indices for the same labels and seed."""
+    by_index, by_labels = split(index, val_fraction=0.25, seed=3), split(index.labels, val_fraction=0.25, seed=3)
+    assert np.array_equal(by_index.train, by_labels.train) and np.array_equal(by_index.val, by_labels.val)
+    digits = np.arange(120) % 10
+    parts = split(list(digits), val_fraction=1 / 12, seed=0)
+    assert np.bincount(digits[parts.val]).tolist() == [1] * 10  # stratified: one of twelve per digit
+    assert len(parts.train) == 110 and parts.as_dict()["files_sha256"] == split(digits, 1 / 12).files_sha256
+    with pytest.raises(ResbookError, match="Class '7' \\(1 image\\) has too few images to split") as err:
+        split(np.array([7, 1, 1]))
+    one_sentence(str(err.value))
+    with pytest.raises(ResbookError, match="1-D array of integer labels, not str") as err:
+        split("digits")
+    one_sentence(str(err.value))
+
+
 @pytest.fixture
 def counted_decodes(monkeypatch, tmp_path):
     """Count calls of the per-image decoder; caches go to a fresh folder."""

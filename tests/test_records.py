@@ -50,3 +50,14 @@ def test_git_commit_outside_a_repo(tmp_path, monkeypatch):
 def test_git_commit_named_by_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("RESBOOK_GIT_COMMIT", "0123456789ab")
     assert records.git_commit(tmp_path) == "0123456789ab"
+
+
+def test_markdown_table_formats_numbers_aligns_and_escapes():
+    table = records.markdown_table([("plain|20", 272474, 0.0312, None), {"run": "resnet-20", "test error": 0.5}],
+                                   ["run", "parameters", "test error", "loss"])
+    assert table.splitlines() == ["| run | parameters | test error | loss |", "|---|--:|--:|---|",
+                                  "| plain\\|20 | 272,474 | 3.12% |  |", "| resnet-20 |  | 50.00% |  |"]
+    assert records.markdown_table([(1.23456, "x")], ["loss", "note"], align="rr").splitlines()[1:] == [
+        "|--:|--:|", "| 1.235 | x |"]
+    with pytest.raises(records.ResbookError, match="needs 2 cells"):
+        records.markdown_table([(1,)], ["a", "b"])

@@ -1,4 +1,4 @@
-"""Run records: one small JSON file per training run.
+"""Run records: one small JSON file per training run, and the Markdown tables that show results.
 
 Every number the book shows comes from a run, and every run leaves a record:
 chapter, profile, data, device, versions, git commit, date, settings, metrics
@@ -12,6 +12,9 @@ Usage::
         history = fit(...)
         rec.metrics["val_accuracy"] = max(history["val_accuracy"])
 
+:func:`markdown_table` is the one way a chapter (and the "Runs and results"
+page) turns rows of results into a table for ``IPython.display.Markdown``.
+
 Runs logged to TensorBoard go to :func:`tensorboard_dir` (``runs/tensorboard/``,
 one folder per run); :func:`read_scalars` reads their scalars back, so a
 notebook can plot them where TensorBoard itself cannot run (a static page).
@@ -20,6 +23,7 @@ notebook can plot them where TensorBoard itself cannot run (a static page).
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import re
 import subprocess
@@ -28,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -184,3 +188,45 @@ def load_records(*directories: str | os.PathLike) -> list[Record]:
             data = json.loads(path.read_text())
             found.append(Record(**{k: data[k] for k in RECORD_FIELDS if k in data}))
     return sorted(found, key=lambda r: r.date)
+
+
+def format_value(column: str, value: Any) -> str:
+    """One table cell: numbers formatted for reading, anything else as ``str``.
+
+    Whole numbers get thousands separators (``272,474``); a fraction in a
+    column whose name says ``accuracy`` or ``error`` is a percentage
+    (``0.0312`` -> ``3.12%``); other floats keep 4 significant digits;
+    ``None`` is an empty cell.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return str(value)
+    if isinstance(value, numbers.Integral):
+        return f"{value:,}"
+    if ("accuracy" in column or "error" in column) and 0 <= value <= 1:
+        return f"{value:.2%}"
+    return f"{value:.4g}"
+
+
+def markdown_table(rows: Iterable[Sequence[Any] | Mapping[str, Any]], columns: Sequence[str],
+                   align: str | None = None) -> str:
+    """A Markdown table of ``rows`` under the header ``columns``, as a str for ``IPython.display.Markdown``.
+
+    A row is a sequence of cells in the order of ``columns``, or a mapping
+    from column to cell (a missing one is empty). Cells go through
+    :func:`format_value`; ``|`` and line breaks in them are escaped.
+    ``align`` has one letter per column, ``l`` or ``r``; by default a column
+    is right-aligned when all its cells are numbers.
+    """
+    rows = [[row.get(c) for c in columns] if isinstance(row, Mapping) else list(row) for row in rows]
+    if any(len(row) != len(columns) for row in rows):
+        raise ResbookError(f"Every row of a table needs {len(columns)} cells, one per column ({', '.join(columns)}).")
+    if align is None:
+        numeric = [all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in col if v is not None)
+                   and any(v is not None for v in col) for col in zip(*rows)] or [False] * len(columns)
+        align = "".join("r" if n else "l" for n in numeric)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("--:" if a == "r" else "---" for a in align) + "|"]
+    lines += ["| " + " | ".join(format_value(c, v).replace("|", "\\|").replace("\n", " ")
+                                for c, v in zip(columns, row)) + " |" for row in rows]
+    return "\n".join(lines) + "\n"

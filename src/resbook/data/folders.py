@@ -242,13 +242,13 @@ def index_folder(path: str | os.PathLike, progress: bool = True) -> FolderIndex:
 
 @dataclass(frozen=True, eq=False)
 class Split:
-    """Indices into a :class:`FolderIndex` (and into ``load_images``' arrays) for training and validation."""
+    """Indices into a :class:`FolderIndex` (and into ``load_images``' arrays) or a label array: training and validation."""
 
     train: np.ndarray
     val: np.ndarray
     val_fraction: float
     seed: int
-    files_sha256: str
+    files_sha256: str  # of the file list and labels (FolderIndex.fingerprint), or of the labels alone
 
     def as_dict(self) -> dict[str, object]:
         """What a run record needs to redo this split: its parameters, sizes and the file list's hash."""
@@ -267,36 +267,52 @@ def _check_index(index: object, caller: str) -> None:
                            f"{type(index).__name__}: call index_folder(path) first.")
 
 
-def split(index: FolderIndex, val_fraction: float = 0.2, seed: int = 0) -> Split:
+def _labels_to_split(data: object) -> tuple[np.ndarray, dict[int, str], str, str]:
+    """``(labels, class name by label, where they are from, their fingerprint)`` of what :func:`split` splits."""
+    if isinstance(data, FolderIndex):
+        return data.labels, dict(enumerate(data.classes)), f" in {data.root}", data.fingerprint()
+    labels = np.asarray(data) if isinstance(data, (np.ndarray, list, tuple)) else np.empty((0, 0))
+    if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer) or labels.size == 0):
+        raise ResbookError(f"split() needs the FolderIndex that index_folder() returns or a 1-D array of integer "
+                           f"labels, not {type(data).__name__}: pass index_folder(path) or the labels y.")
+    labels = labels.astype(np.int64)
+    names = {int(c): str(c) for c in np.unique(labels)}
+    return labels, names, "", hashlib.sha256(labels.tobytes()).hexdigest()
+
+
+def split(data: FolderIndex | np.ndarray, val_fraction: float = 0.2, seed: int = 0) -> Split:
     """A seeded, stratified split: ``round(val_fraction * n)`` images of each class go to validation.
 
-    Every class lands in both parts (at least one image in each); a class
-    with fewer than two images cannot, and gets a one-sentence error. The
-    result depends only on the labels, ``val_fraction`` and ``seed`` (each
-    class is shuffled with its own generator), so it is the same in every
-    process and for either framework.
+    ``data`` is a :class:`FolderIndex` or an array of integer labels (such
+    as MNIST's ``y_train``): the one way the chapters hold out validation
+    data. Every class lands in both parts (at least one image in each); a
+    class with fewer than two images cannot, and gets a one-sentence error.
+    The result depends only on the labels, ``val_fraction`` and ``seed``
+    (each class is shuffled with its own generator), so it is the same in
+    every process and for either framework.
     """
-    _check_index(index, "split")
+    labels, names, where, fingerprint = _labels_to_split(data)
     if not _is_number(val_fraction, numbers.Real) or not 0 < val_fraction < 1:
         raise ResbookError(f"val_fraction={val_fraction!r} is not a fraction: use a number between 0 and 1, "
                            "e.g. 0.2.")
     if not _is_number(seed, numbers.Integral) or seed < 0:
         raise ResbookError(f"seed={seed!r} is not a valid seed: use a whole number from 0 up, e.g. 0.")
-    small = [f"{c!r} ({n} image{'' if n == 1 else 's'})" for c, n in index.too_small().items()]
+    counts = {c: int(np.sum(labels == c)) for c in names}
+    small = [f"{names[c]!r} ({n} image{'' if n == 1 else 's'})" for c, n in counts.items() if n < MIN_TO_SPLIT]
     if small:
         one = len(small) == 1
-        raise ResbookError(f"{_classes(small)} in {index.root} {'has' if one else 'have'} too few "
+        raise ResbookError(f"{_classes(small)}{where} {'has' if one else 'have'} too few "
                            f"images to split (each class needs at least {MIN_TO_SPLIT}, one for training and one "
                            f"for validation): add images or remove {'it' if one else 'them'}.")
     train, val = [], []
-    for c in range(len(index.classes)):
-        members = np.random.default_rng([seed, c]).permutation(np.flatnonzero(index.labels == c))
+    for c in names:
+        members = np.random.default_rng([seed, c]).permutation(np.flatnonzero(labels == c))
         n_val = min(len(members) - 1, max(1, round(len(members) * val_fraction)))
         val.append(members[:n_val])
         train.append(members[n_val:])
-    return Split(train=np.sort(np.concatenate(train)).astype(np.int64),
-                 val=np.sort(np.concatenate(val)).astype(np.int64),
-                 val_fraction=val_fraction, seed=seed, files_sha256=index.fingerprint())
+    return Split(train=np.sort(np.concatenate(train or [[]])).astype(np.int64),
+                 val=np.sort(np.concatenate(val or [[]])).astype(np.int64),
+                 val_fraction=val_fraction, seed=seed, files_sha256=fingerprint)
 
 
 # ----------------------------------------------------------------------------- decoding

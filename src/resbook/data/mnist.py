@@ -21,6 +21,8 @@ MNIST_FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
+# Mean and standard deviation of MNIST's training pixels scaled to [0, 1]: what every chapter normalises by.
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
