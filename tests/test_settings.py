@@ -26,7 +26,7 @@ def test_default_profile_follows_the_device(monkeypatch, no_gpu):
 def test_default_profile_is_full_on_a_gpu(monkeypatch, a_gpu):
     monkeypatch.delenv("RESBOOK_PROFILE", raising=False)
     assert settings.profile() == "full"
-    assert settings.device() == "NVIDIA H100 80GB HBM3"
+    assert settings.device_description() == "NVIDIA H100 80GB HBM3"
 
 
 @pytest.mark.parametrize("value, expected", [("smoke", "smoke"), ("full", "full"), (" FULL ", "full")])
@@ -102,11 +102,11 @@ def cpu_flags(monkeypatch, no_gpu):
 def test_auto_precision_is_bf16_exactly_where_the_cpu_computes_it_natively(cpu_flags):
     cpu_flags("avx2", "avx512f", "avx512_bf16")
     assert settings.precision() == "bfloat16" and settings.precision("auto") == "bfloat16"
-    assert settings.device().endswith("cores, AVX-512 bf16)")
+    assert settings.device_description().endswith("cores, AVX-512 bf16)")
     cpu_flags("avx2", "amx_bf16")
-    assert settings.precision() == "bfloat16" and settings.device().endswith("cores, AMX bf16)")
+    assert settings.precision() == "bfloat16" and settings.device_description().endswith("cores, AMX bf16)")
     cpu_flags("avx2", "avx512f")
-    assert settings.precision() == "float32" and settings.device().endswith("cores)")
+    assert settings.precision() == "float32" and settings.device_description().endswith("cores)")
 
 
 def test_auto_precision_is_bf16_on_a_gpu(monkeypatch, a_gpu):
@@ -140,3 +140,26 @@ def test_bad_precision_is_one_sentence_naming_the_choices(monkeypatch, where):
     assert ("RESBOOK_PRECISION='fp16'" if where == "environment" else "precision='fp16'") in msg
     assert all(f"'{p}'" in msg for p in ("auto", "float32", "bfloat16"))
     assert "\n" not in msg and msg.endswith(".")
+
+
+def test_importing_resbook_changes_no_environment():
+    """TensorFlow's variables are set by prepare_tensorflow(), which the Keras modules call, not by an import."""
+    env = {k: v for k, v in __import__("os").environ.items() if k not in settings.TENSORFLOW_ENV}
+    code = ("import os, resbook, resbook.settings as s, resbook.data.datasets, resbook.records\n"
+            "print(sorted(k for k in s.TENSORFLOW_ENV if k in os.environ))\n"
+            "os.environ['TF_CPP_MIN_LOG_LEVEL'] = '0'; s.prepare_tensorflow()\n"
+            "print(os.environ['TF_CPP_MIN_LOG_LEVEL'], os.environ['TF_ENABLE_ONEDNN_OPTS'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.splitlines() == ["[]", "0 1"]  # nothing on import; a value the user set is kept
+
+
+def test_describe_run_is_where_a_run_is_seeded(monkeypatch, capsys, no_gpu):
+    import random
+
+    import numpy as np
+    draws = []
+    for _ in range(2):
+        settings.describe_run("00_test", data="d", seed=5)
+        draws.append((random.random(), np.random.rand()))
+    capsys.readouterr()
+    assert draws[0] == draws[1]

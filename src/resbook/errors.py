@@ -3,8 +3,9 @@
 Every check in :mod:`resbook` that a reader can trip (a wrong profile name, a
 missing folder, a corrupt file) raises :class:`ResbookError` with one sentence
 that says what is wrong and what to do. The CLI prints that sentence and exits
-with status 1; in a notebook, :func:`resbook.settings.describe_run` installs a
-handler that shows the sentence instead of a traceback.
+with status 1; in a notebook, :func:`resbook.settings.describe_run` (the first
+call of every chapter) installs, once, the handler of :func:`show_in_notebook`
+that shows the sentence instead of a traceback.
 """
 
 from __future__ import annotations
@@ -42,7 +43,11 @@ def as_path(value: object, what: str) -> Path:
 
 
 def show_in_notebook() -> None:
-    """Make IPython print a ResbookError as its one sentence, not a traceback."""
+    """Make IPython print a ResbookError as its one sentence, not a traceback (nothing outside IPython).
+
+    :func:`resbook.settings.describe_run` calls it; calling it again replaces
+    the handler with an identical one.
+    """
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover - IPython ships with Jupyter

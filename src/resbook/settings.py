@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import types
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
@@ -39,10 +40,27 @@ PROFILES = {
     "full": "the articles' settings on real data, for a GPU",
 }
 
-# Quiet TensorFlow's C++ start-up chatter before any notebook imports it, and
-# use oneDNN on CPUs where TensorFlow leaves it off (3-8x faster training here).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+#: What :func:`prepare_tensorflow` sets, unless the environment already says otherwise.
+TENSORFLOW_ENV = {
+    "TF_CPP_MIN_LOG_LEVEL": "2",   # no C++ start-up chatter in the cells
+    "TF_ENABLE_ONEDNN_OPTS": "1",  # oneDNN on CPUs where TensorFlow leaves it off (3-8x faster training here)
+}
+
+
+def prepare_tensorflow() -> None:
+    """Set :data:`TENSORFLOW_ENV` (keeping any value already set) for TensorFlow to read when it is imported.
+
+    TensorFlow reads these variables once, at import, so the Keras modules of
+    :mod:`resbook` call this just before ``import keras``; importing
+    :mod:`resbook` itself sets nothing. Too late (a warning) once TensorFlow
+    is imported.
+    """
+    if "tensorflow" in sys.modules:
+        warnings.warn("prepare_tensorflow() was called after TensorFlow was imported: it has no effect now.",
+                      stacklevel=2)
+        return
+    for key, value in TENSORFLOW_ENV.items():
+        os.environ.setdefault(key, value)
 
 
 def profile(value: str | None = None) -> str:
@@ -127,8 +145,12 @@ def cpu_name() -> str:
     return f"{model} ({os.cpu_count()} cores{extra})"
 
 
-def device() -> str:
-    """The device a run trains on: the GPU's name, else ``'CPU: <model> (<n> cores[, bf16 set])'``."""
+def device_description() -> str:
+    """A description of the device a run trains on: the GPU's name, else ``'CPU: <model> (<n> cores[, bf16 set])'``.
+
+    A string for people and run records; the ``torch.device`` to train on is
+    :func:`resbook.train.torch_loop.default_device`'s.
+    """
     gpu = gpu_name()
     return gpu if gpu else f"CPU: {cpu_name()}"
 
@@ -195,7 +217,11 @@ def data_root() -> Path | None:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and whichever of Keras / PyTorch the process has imported."""
+    """Seed Python, NumPy and whichever of Keras / PyTorch the process has imported.
+
+    The one place the book seeds: :func:`describe_run` calls it at the top of
+    each chapter, after the chapter imported its framework.
+    """
     random.seed(seed)
     try:
         import numpy as np
@@ -254,14 +280,19 @@ def format_versions(found: dict[str, str]) -> str:
 
 
 def describe_run(chapter: str, data: str, seed: int = 0, **settings: Any) -> Run:
-    """Print what this run uses (profile, data, device, versions, settings) and seed it.
+    """Print what this run uses (profile, data, device, versions, settings), seed it, and show errors briefly.
 
-    Call it at the top of every chapter. ``data`` says where the data comes from
-    (e.g. ``"generated digits"`` or a folder); ``settings`` are the chapter's
-    knobs for this profile (epochs, batch size, ...), printed and recorded.
+    Call it once at the top of every chapter, after importing the framework.
+    ``data`` says where the data comes from (e.g. ``"generated digits"`` or a
+    folder); ``settings`` are the chapter's knobs for this profile (epochs,
+    batch size, ...), printed and recorded. It does the two things a run sets
+    up, each here and nowhere else: it seeds Python, NumPy and the imported
+    framework with ``seed`` (:func:`seed_everything`), and in a notebook it
+    makes a :class:`ResbookError` print as its one sentence
+    (:func:`resbook.errors.show_in_notebook`).
     """
     show_in_notebook()
-    run = Run(chapter=chapter, profile=profile(), data=data, device=device(),
+    run = Run(chapter=chapter, profile=profile(), data=data, device=device_description(),
               versions=versions(), seed=seed, settings=settings)
     hint = ("set RESBOOK_PROFILE=full for the articles' settings" if run.profile == "smoke"
             else "set RESBOOK_PROFILE=smoke for a quick CPU run")
