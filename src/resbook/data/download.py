@@ -1,27 +1,16 @@
-"""Verified, atomic downloads and safe archive extraction.
+"""Verified, atomic downloads and safe archive extraction: what ``keras.utils.get_file`` does not give.
 
-The rules, learned from the peers' bug trackers (see the book's references):
-
-* A download goes to a temporary file *beside* the target, its size and hash
-  are checked, and only then is it linked into place. A killed kernel or a
-  dropped connection leaves no file at the target, so nothing half-written is
-  ever reused (Keras' ``get_file`` writes the target directly).
-* A file already at the target (or a link, even to a missing file) is used
-  only if it verifies; if it does not, it is left alone (it may be the
-  user's) and the error says what to do. That holds for a file placed there
-  during the download too: a hard link, unlike a rename, never replaces one.
-* No network, or an error from the server: one sentence naming the URL (and
-  what the server answered), where the file should go, and its size and hash,
-  so it can be placed there by hand. A failed download also removes the
-  (empty) folders it created, and nothing else.
-* Archives are extracted into a temporary folder that is renamed into place.
-  Nothing is written if a tar member fails Python's own ``data`` filter
-  (PEP 706: absolute paths, paths or links leading outside, device files),
-  which extraction then applies again; zip, which has no such filter,
-  refuses absolute paths, ``..`` components and symbolic links.
-* A weights file is checked by :func:`check_weights_file` before a framework
-  opens it, so a wrong file (an HTML error page, a truncated download, another
-  model's weights) gets one sentence with the expected hash, not an h5py trace.
+* A download is written beside the target, hashed as it arrives, and linked
+  into place only if it verifies (:func:`resbook.files.atomic_write`): an
+  interrupted one leaves nothing, and a file already at the target (the
+  user's, or one placed meanwhile) is used if it verifies and never replaced.
+* Failures are one sentence naming the URL, where the file should go and
+  its size and hash, so it can be placed by hand.
+* Archives are checked member by member before anything is written (tar with
+  Python's ``data`` filter, PEP 706; zip, which has none, by hand) and
+  unpacked into a folder renamed into place (:func:`resbook.files.atomic_folder`).
+* :func:`check_weights_file` tells a wrong weights file (an HTML error page,
+  a truncated download, another model's weights) in one sentence.
 
 What is downloaded, and from where, is listed in :mod:`resbook.data.sources`.
 """
