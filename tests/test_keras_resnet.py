@@ -2,36 +2,30 @@ import keras
 import numpy as np
 import pytest
 
-from resbook.models.keras_resnet import (STAGES, basic_block, build_resnet, convolutional_block,
-                                         copy_weights_by_name, identity_block, stage_table)
+from resbook.errors import ResbookError
+from resbook.models.keras_resnet import STAGES, build_resnet, copy_weights_by_name, residual_block_v1, stage_table
 
 
-def _block_model(fn, input_shape, **kw):
+def _block_model(input_shape, **kw):
     inputs = keras.Input(input_shape)
-    return keras.Model(inputs, fn(inputs, **kw))
+    return keras.Model(inputs, residual_block_v1(inputs, **kw))
 
 
-def test_identity_block_keeps_the_shape_and_needs_matching_channels():
-    m = _block_model(identity_block, (8, 8, 256), filters=64, name="b")
+def test_identity_shortcut_keeps_the_shape_and_needs_matching_channels():
+    m = _block_model((8, 8, 256), filters=64, conv_shortcut=False, name="b")
     assert m.output_shape == (None, 8, 8, 256)
     # 1x1 256->64, 3x3 64->64, 1x1 64->256 (with biases) + three BatchNorms
     convs = (256 * 64 + 64) + (9 * 64 * 64 + 64) + (64 * 256 + 256)
     assert m.count_params() == convs + 4 * (64 + 64 + 256)
     with pytest.raises(ValueError):
-        _block_model(identity_block, (8, 8, 128), filters=64, name="b")
+        _block_model((8, 8, 128), filters=64, conv_shortcut=False, name="b")
 
 
-def test_convolutional_block_changes_shape_with_stride_on_the_first_1x1():
-    m = _block_model(convolutional_block, (8, 8, 256), filters=128, name="b", stride=2)
+def test_projection_shortcut_changes_shape_with_stride_on_the_first_1x1():
+    m = _block_model((8, 8, 256), filters=128, stride=2, name="b")
     assert m.output_shape == (None, 4, 4, 512)
     assert m.get_layer("b_1_conv").strides == (2, 2) and m.get_layer("b_2_conv").strides == (1, 1)
     assert m.get_layer("b_0_conv").strides == (2, 2)
-
-
-def test_basic_block_shapes():
-    m = _block_model(basic_block, (8, 8, 64), filters=128, name="b", stride=2, conv_shortcut=True)
-    assert m.output_shape == (None, 4, 4, 128)
-    assert _block_model(basic_block, (8, 8, 64), filters=64, name="c").output_shape == (None, 8, 8, 64)
 
 
 def test_resnet50_equals_keras_applications():
@@ -62,28 +56,32 @@ def test_stage_table():
 
 
 def test_l2_adds_one_penalty_per_kernel():
-    m = build_resnet("resnet18", (32, 32, 3), classes=3, l2=1e-4)
+    m = build_resnet([1, 1, 1, 1], (32, 32, 3), classes=3, l2=1e-4)
     kernels = [l for l in m.layers if isinstance(l, (keras.layers.Conv2D, keras.layers.Dense))]
-    assert len(m.losses) == len(kernels) and len(kernels) == 1 + 16 + 3 + 1
+    assert len(m.losses) == len(kernels) and len(kernels) == 1 + 4 * 4 + 1
 
 
-def test_headless_model_and_bad_depths():
+def test_headless_model_and_bad_depths_get_one_sentence():
     m = build_resnet("resnet50", (64, 64, 3), include_top=False, pooling="avg")
     assert m.output_shape == (None, 2048)
-    with pytest.raises(ValueError, match="unknown ResNet"):
-        build_resnet("resnet51")
-    with pytest.raises(ValueError, match="4 stages"):
-        build_resnet([3, 4, 6])
-    assert set(STAGES) == {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"}
+    with pytest.raises(ResbookError) as err:
+        build_resnet("resnet18")
+    assert str(err.value) == ("There is no ResNet called 'resnet18': choose one of resnet50, resnet101 and resnet152, "
+                              "or pass blocks per stage (e.g. [3, 4, 6, 3]).")
+    for bad in ([3, 4, 6], [3, 0, 6, 3], 50):
+        with pytest.raises(ResbookError, match="^A ResNet has 4 stages of at least one block each"):
+            build_resnet(bad)
+    with pytest.raises(TypeError):  # there is one kind of block: no block= to ignore
+        build_resnet("resnet50", block="basic")
+    assert STAGES == {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3), "resnet152": (3, 8, 36, 3)}
 
 
-@pytest.mark.parametrize("depth", ["resnet50", "resnet18"])
+@pytest.mark.parametrize("depth", ["resnet50", [2, 1, 1, 1]])
 def test_zero_init_residual_makes_every_block_start_as_the_identity(depth):
     net = build_resnet(depth, (32, 32, 3), classes=4, zero_init_residual=True)
     plain = build_resnet(depth, (32, 32, 3), classes=4)
     assert net.count_params() == plain.count_params()
-    last = "_3_bn" if depth == "resnet50" else "_2_bn"
-    zeroed = [l for l in net.layers if l.name.endswith(last)]
+    zeroed = [l for l in net.layers if l.name.endswith("_3_bn")]
     assert zeroed and all(not np.any(l.gamma.numpy()) for l in zeroed)
     assert all(np.all(plain.get_layer(l.name).gamma.numpy() == 1) for l in zeroed)
     # an identity-shortcut block then passes its (post-ReLU) input through unchanged

@@ -9,6 +9,9 @@ from resbook.errors import ResbookError
 from resbook.models.keras_transfer import (HEADS, backbone, classifier, count_trainable, freeze, load_weights,
                                            unfreeze_top)
 
+SMALL = [1, 1, 1, 1]  # a bottleneck ResNet with one block per stage: small and fast
+LARGER = [1, 2, 1, 1]
+
 
 def save_legacy_h5(model, path):
     """Write weights in the legacy HDF5 layout of keras-applications' ImageNet files."""
@@ -20,11 +23,11 @@ def save_legacy_h5(model, path):
 
 @pytest.fixture(scope="module")
 def small_base():
-    return backbone("resnet18", (32, 32, 3))
+    return backbone(SMALL, (32, 32, 3))
 
 
-@pytest.mark.parametrize("head, out_params", [("modern", 512 * 4 + 4), ("dense", 512 * 4 + 4),
-                                              ("tf_flowers", 512 * 512 + 512 + 512 * 4 + 4)])
+@pytest.mark.parametrize("head, out_params", [("modern", 2048 * 4 + 4), ("dense", 2048 * 4 + 4),
+                                              ("tf_flowers", 2048 * 512 + 512 + 512 * 4 + 4)])
 def test_heads_shapes_and_frozen_trainable_counts(small_base, head, out_params):
     freeze(small_base)
     model = classifier(small_base, classes=4, head=head)
@@ -34,15 +37,15 @@ def test_heads_shapes_and_frozen_trainable_counts(small_base, head, out_params):
 
 
 def test_oxford_head_on_unpooled_features():
-    base = backbone("resnet18", (64, 64, 3), pooling=None)
+    base = backbone(SMALL, (64, 64, 3), pooling=None)
     freeze(base)
     model = classifier(base, classes=10, head="oxford102")
-    flat = 2 * 2 * 512
+    flat = 2 * 2 * 2048
     assert count_trainable(model) == flat * 512 + 512 + 512 * 64 + 64 + 64 * 10 + 10
 
 
 def test_unfreeze_top_keeps_batchnorm_frozen_and_in_inference_mode():
-    base = backbone("resnet18", (32, 32, 3))
+    base = backbone(SMALL, (32, 32, 3))
     freeze(base)
     model = classifier(base, classes=3)
     frozen = count_trainable(model)
@@ -65,7 +68,7 @@ def test_unfreeze_top_keeps_batchnorm_frozen_and_in_inference_mode():
 
 def test_generated_weights_file_loads(tmp_path, small_base):
     path = save_legacy_h5(small_base, tmp_path / "resnet18_notop.h5")
-    fresh = backbone("resnet18", (32, 32, 3), weights=path)
+    fresh = backbone(SMALL, (32, 32, 3), weights=path)
     x = np.random.default_rng(1).normal(size=(2, 32, 32, 3)).astype("float32")
     assert np.allclose(fresh(x, training=False), small_base(x, training=False), atol=1e-6)
 
@@ -81,10 +84,10 @@ def test_wrong_weights_file_gets_one_sentence(tmp_path, small_base, kind):
         good = save_legacy_h5(small_base, tmp_path / "good.h5").read_bytes()
         path.write_bytes(good[: len(good) // 3])
     else:
-        save_legacy_h5(backbone("resnet34", (32, 32, 3)), path)
+        save_legacy_h5(backbone(LARGER, (32, 32, 3)), path)
     original = path.read_bytes()
     with pytest.raises(ResbookError) as err:
-        load_weights(backbone("resnet18", (32, 32, 3)), path)
+        load_weights(backbone(SMALL, (32, 32, 3)), path)
     msg = str(err.value)
     assert "\n" not in msg and str(path) in msg and msg.endswith(".")
     assert path.read_bytes() == original
@@ -94,22 +97,22 @@ def test_wrong_weights_file_gets_one_sentence(tmp_path, small_base, kind):
 
 @pytest.mark.parametrize("fmt", ["keras3", "legacy"])
 def test_weights_of_another_resnet_get_one_sentence_and_leave_the_model_alone(tmp_path, small_base, fmt):
-    """Issue 26, case 5: ResNet-18 weights into a ResNet-34, in Keras 3's .weights.h5 and the legacy layout."""
+    """Issue 26, case 5: a smaller ResNet's weights into a larger one, in Keras 3's .weights.h5 and the legacy layout."""
     if fmt == "keras3":
-        path = tmp_path / "resnet18.weights.h5"
+        path = tmp_path / "small.weights.h5"
         small_base.save_weights(path)
     else:
-        path = save_legacy_h5(small_base, tmp_path / "resnet18.h5")
+        path = save_legacy_h5(small_base, tmp_path / "small.h5")
     original = path.read_bytes()
-    model = backbone("resnet34", (32, 32, 3))
+    model = backbone(LARGER, (32, 32, 3))
     before = [keras.ops.convert_to_numpy(w) for w in model.weights]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pytest.raises(ResbookError) as err:
             load_weights(model, path)
     assert str(err.value) == (
-        f"{path} holds the weights of another network than resnet34_backbone: 40 layers with weights and "
-        "11,190,912 parameters, where the model has 72 layers with weights and 21,310,208 parameters; load the "
+        f"{path} holds the weights of another network than resnet_backbone: 34 layers with weights and "
+        "8,044,928 parameters, where the model has 40 layers with weights and 8,327,296 parameters; load the "
         "weights file saved from the same ResNet (same depth, include_top and input channels).")
     assert [str(w.message) for w in caught] == []  # Keras printed 21-34 warnings before the check
     assert all(np.array_equal(a, keras.ops.convert_to_numpy(w)) for a, w in zip(before, model.weights))
@@ -126,10 +129,10 @@ def fetches(monkeypatch):
 
 
 def test_imagenet_weights_for_a_depth_without_them(fetches):
-    """Issue 26: resnet18 has no published Keras ImageNet weights; nothing is fetched."""
+    """Issue 26: Keras publishes ImageNet weights for its three ResNets only, not for a list of stages; nothing is fetched."""
     with pytest.raises(ResbookError) as err:
-        backbone("resnet18", (32, 32, 3), weights="imagenet")
-    assert str(err.value) == ("There are no ImageNet weights for 'resnet18': weights='imagenet' works with resnet50 "
+        backbone(SMALL, (32, 32, 3), weights="imagenet")
+    assert str(err.value) == ("There are no ImageNet weights for [1, 1, 1, 1]: weights='imagenet' works with resnet50 "
                               "and resnet152 (Keras' published no-top files), so use one of those, weights=None for "
                               "random weights, or the path of a weights file.")
     assert fetches == []
@@ -139,8 +142,8 @@ def test_imagenet_weights_for_a_depth_without_them(fetches):
 def test_a_depth_that_is_no_resnet(fetches, weights):
     with pytest.raises(ResbookError) as err:
         backbone("resnet51", (32, 32, 3), weights=weights)
-    assert str(err.value) == ("There is no ResNet called 'resnet51': choose one of resnet18, resnet34, resnet50, "
-                              "resnet101 and resnet152, or pass blocks per stage (e.g. [3, 4, 6, 3]).")
+    assert str(err.value) == ("There is no ResNet called 'resnet51': choose one of resnet50, resnet101 and resnet152, "
+                              "or pass blocks per stage (e.g. [3, 4, 6, 3]).")
     assert fetches == []
 
 
@@ -165,11 +168,11 @@ def test_generated_weights_with_their_own_hash_and_a_wrong_one(tmp_path, small_b
     from resbook.data.download import Remote, file_hash
     path = save_legacy_h5(small_base, tmp_path / "resnet18_notop.h5")
     remote = Remote("https://example.invalid/resnet18_notop.h5", path.name, "md5", file_hash(path, "md5"))
-    fresh = backbone("resnet18", (32, 32, 3))
+    fresh = backbone(SMALL, (32, 32, 3))
     load_weights(fresh, path, remote)
     x = np.random.default_rng(2).normal(size=(2, 32, 32, 3)).astype("float32")
     assert np.allclose(fresh(x, training=False), small_base(x, training=False), atol=1e-6)
-    other = save_legacy_h5(backbone("resnet18", (32, 32, 3)), tmp_path / "other.h5")
+    other = save_legacy_h5(backbone(SMALL, (32, 32, 3)), tmp_path / "other.h5")
     with pytest.raises(ResbookError, match="is not the weights file resnet18_notop.h5") as err:
         load_weights(fresh, other, remote)
     assert remote.hash_value in str(err.value) and "\n" not in str(err.value)
@@ -190,7 +193,7 @@ def test_head_on_frozen_base_learns_generated_flowers_and_base_stays_put(tiny_fl
     """Phase 1 as chapter 3 runs it: only the head learns, its loss falls, the frozen base does not move."""
     from resbook.train.keras_fit import fit
     x, y = tiny_flowers(100, 0)
-    base = backbone("resnet18", (32, 32, 3))
+    base = backbone(SMALL, (32, 32, 3))
     freeze(base)
     model = classifier(base, classes=5, head="modern")
     kernel = keras.ops.convert_to_numpy(base.get_layer("conv2_block1_1_conv").kernel)

@@ -1,14 +1,11 @@
 """ResNet v1 in Keras 3, block by block, layer for layer equal to ``keras.applications``.
 
-The blocks are functions, as in ``keras/src/applications/resnet.py``:
-
-* :func:`identity_block`: the three-layer *bottleneck* (1x1 reduce, 3x3, 1x1
-  expand to ``4 * filters``) whose shortcut is the input itself.
-* :func:`convolutional_block`: the same bottleneck where the shape changes;
-  the shortcut is a 1x1 convolution + BatchNorm, and the stride sits on the
-  first 1x1 convolution (ResNet v1 as Keras ships it; torchvision's "v1.5"
-  puts it on the 3x3 instead).
-* :func:`basic_block`: the two-layer block of ResNet-18/34.
+One block, as in ``keras/src/applications/resnet.py``: :func:`residual_block_v1`,
+the three-layer *bottleneck* (1x1 reduce, 3x3, 1x1 expand to ``4 * filters``).
+Its shortcut is the input itself (``conv_shortcut=False``, where the shape is
+kept) or a 1x1 convolution + BatchNorm (where the shape changes); the stride
+sits on the first 1x1 convolution (ResNet v1 as Keras ships it; torchvision's
+"v1.5" puts it on the 3x3 instead).
 
 A model is a short table of stages (:data:`STAGES`): ResNet-50 is
 ``[3, 4, 6, 3]`` bottleneck blocks with 64, 128, 256, 512 filters. Layer
@@ -21,21 +18,23 @@ Backend-agnostic: only Keras layers, so it runs on TensorFlow, JAX or PyTorch.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from numbers import Integral
 from typing import Sequence
 
 import keras
 from keras import layers
 
+from ..errors import ResbookError
+
 BN_EPSILON = 1.001e-5  # keras.applications' value (not Keras' default 1e-3)
 WIDTHS = (64, 128, 256, 512)
 
-#: name -> (block kind, blocks per stage). Stages are named conv2 ... conv5 as in the paper.
-STAGES: dict[str, tuple[str, tuple[int, ...]]] = {
-    "resnet18": ("basic", (2, 2, 2, 2)),
-    "resnet34": ("basic", (3, 4, 6, 3)),
-    "resnet50": ("bottleneck", (3, 4, 6, 3)),
-    "resnet101": ("bottleneck", (3, 4, 23, 3)),
-    "resnet152": ("bottleneck", (3, 8, 36, 3)),
+#: name -> bottleneck blocks per stage, the stages named conv2 ... conv5 as in the paper (keras.applications' three).
+STAGES: dict[str, tuple[int, ...]] = {
+    "resnet50": (3, 4, 6, 3),
+    "resnet101": (3, 4, 23, 3),
+    "resnet152": (3, 8, 36, 3),
 }
 
 
@@ -56,8 +55,22 @@ def conv_bn(x, filters: int, kernel_size: int, name: str, strides: int = 1, padd
     return layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
 
 
-def _bottleneck(x, shortcut, filters: int, kernel_size: int, stride: int, name: str, l2: float | None,
-                zero_init: bool):
+def residual_block_v1(x, filters: int, kernel_size: int = 3, stride: int = 1, conv_shortcut: bool = True, *,
+                      name: str, l2: float | None = None, zero_init: bool = False):
+    """A bottleneck block, ``relu(shortcut(x) + F(x))``, named like ``keras.applications``' (``{name}_1_conv`` ...).
+
+    ``F`` is 1x1 (``filters``, stride ``stride``), ``kernel_size`` x
+    ``kernel_size`` (``filters``), 1x1 (``4 * filters``), each with BatchNorm.
+    The shortcut is a 1x1 convolution with the same stride + BatchNorm
+    (``{name}_0_conv``) when ``conv_shortcut``, else the input itself, which
+    then must already have ``4 * filters`` channels. ``zero_init`` starts the
+    last BatchNorm's scale at 0, so that ``F(x) = 0`` and the block begins as
+    ``relu(shortcut(x))``: the identity on post-ReLU inputs.
+    """
+    if conv_shortcut:
+        shortcut = conv_bn(x, 4 * filters, 1, f"{name}_0", strides=stride, l2=l2, relu=False)
+    else:
+        shortcut = x
     x = conv_bn(x, filters, 1, f"{name}_1", strides=stride, l2=l2)
     x = conv_bn(x, filters, kernel_size, f"{name}_2", padding="same", l2=l2)
     x = conv_bn(x, 4 * filters, 1, f"{name}_3", l2=l2, relu=False, zero_gamma=zero_init)
@@ -65,48 +78,12 @@ def _bottleneck(x, shortcut, filters: int, kernel_size: int, stride: int, name: 
     return layers.Activation("relu", name=f"{name}_out")(x)
 
 
-def identity_block(x, filters: int, name: str, kernel_size: int = 3, l2: float | None = None,
-                   zero_init: bool = False):
-    """Bottleneck block whose shortcut is the input: ``relu(x + F(x))``; needs ``4 * filters`` input channels.
-
-    ``zero_init`` starts the last BatchNorm's scale at 0, so that ``F(x) = 0``
-    and the block begins as ``relu(x)``: the identity on post-ReLU inputs.
-    """
-    return _bottleneck(x, x, filters, kernel_size, 1, name, l2, zero_init)
-
-
-def convolutional_block(x, filters: int, name: str, stride: int = 2, kernel_size: int = 3,
-                        l2: float | None = None, zero_init: bool = False):
-    """Bottleneck block with a projection shortcut (1x1 conv, stride ``stride``, + BatchNorm)."""
-    shortcut = conv_bn(x, 4 * filters, 1, f"{name}_0", strides=stride, l2=l2, relu=False)
-    return _bottleneck(x, shortcut, filters, kernel_size, stride, name, l2, zero_init)
-
-
-def basic_block(x, filters: int, name: str, stride: int = 1, conv_shortcut: bool = False,
-                l2: float | None = None, zero_init: bool = False):
-    """Two 3x3 convolutions (ResNet-18/34); projection shortcut when ``conv_shortcut``."""
-    shortcut = conv_bn(x, filters, 1, f"{name}_0", strides=stride, l2=l2, relu=False) if conv_shortcut else x
-    y = conv_bn(x, filters, 3, f"{name}_1", strides=stride, padding="same", l2=l2)
-    y = conv_bn(y, filters, 3, f"{name}_2", padding="same", l2=l2, relu=False, zero_gamma=zero_init)
-    y = layers.Add(name=f"{name}_add")([shortcut, y])
-    return layers.Activation("relu", name=f"{name}_out")(y)
-
-
-def stage(x, kind: str, filters: int, blocks: int, stride: int, name: str, l2: float | None = None,
-          zero_init: bool = False):
-    """One stage: a block that changes the shape, then ``blocks - 1`` that keep it."""
-    if kind == "bottleneck":
-        x = convolutional_block(x, filters, f"{name}_block1", stride=stride, l2=l2, zero_init=zero_init)
-        for i in range(2, blocks + 1):
-            x = identity_block(x, filters, f"{name}_block{i}", l2=l2, zero_init=zero_init)
-    elif kind == "basic":
-        changes = stride != 1 or x.shape[-1] != filters
-        x = basic_block(x, filters, f"{name}_block1", stride=stride, conv_shortcut=changes, l2=l2,
-                        zero_init=zero_init)
-        for i in range(2, blocks + 1):
-            x = basic_block(x, filters, f"{name}_block{i}", l2=l2, zero_init=zero_init)
-    else:
-        raise ValueError(f"block kind must be 'bottleneck' or 'basic', not {kind!r}")
+def stage(x, filters: int, blocks: int, stride: int, name: str, l2: float | None = None, zero_init: bool = False):
+    """One stage: a block with a projection shortcut that changes the shape, then ``blocks - 1`` that keep it."""
+    x = residual_block_v1(x, filters, stride=stride, conv_shortcut=True, name=f"{name}_block1", l2=l2,
+                          zero_init=zero_init)
+    for i in range(2, blocks + 1):
+        x = residual_block_v1(x, filters, conv_shortcut=False, name=f"{name}_block{i}", l2=l2, zero_init=zero_init)
     return x
 
 
@@ -118,21 +95,35 @@ def stem(x, l2: float | None = None):
     return layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
 
 
+def stages_of(depth: str | Sequence[int]) -> tuple[int, ...]:
+    """Blocks per stage of ``depth``, a name of :data:`STAGES` or four positive counts; else one sentence."""
+    if isinstance(depth, str):
+        if depth not in STAGES:
+            raise ResbookError(f"There is no ResNet called {depth!r}: choose one of {', '.join(list(STAGES)[:-1])} "
+                               f"and {list(STAGES)[-1]}, or pass blocks per stage (e.g. [3, 4, 6, 3]).")
+        return STAGES[depth]
+    blocks = tuple(depth) if isinstance(depth, Iterable) else (depth,)
+    if len(blocks) != len(WIDTHS) or not all(isinstance(n, Integral) and n > 0 for n in blocks):
+        raise ResbookError(f"A ResNet has {len(WIDTHS)} stages of at least one block each, so depth must be four "
+                           f"positive block counts (e.g. [3, 4, 6, 3]), not {list(blocks)}.")
+    return blocks
+
+
 def build_resnet(depth: str | Sequence[int] = "resnet50", input_shape: tuple[int, int, int] = (64, 64, 3),
                  classes: int = 5, include_top: bool = True, pooling: str | None = None,
-                 l2: float | None = None, block: str = "bottleneck",
-                 classifier_activation: str | None = None, name: str | None = None,
+                 l2: float | None = None, classifier_activation: str | None = None, name: str | None = None,
                  zero_init_residual: bool = False) -> keras.Model:
     """Build a ResNet v1 from a stage table.
 
-    ``depth`` is a key of :data:`STAGES` (``"resnet50"``) or blocks per stage
-    (``[3, 8, 36, 3]`` with ``block="bottleneck"``). ``include_top`` adds
-    global average pooling and a ``Dense(classes)`` named ``predictions``
-    that outputs logits (train with ``from_logits=True``; apply a softmax for
-    probabilities, or pass ``classifier_activation="softmax"``, the default of
-    ``keras.applications``); without it, ``pooling`` may be ``"avg"`` or
-    ``"max"`` as in ``keras.applications``. ``l2`` puts an L2 penalty of that factor on
-    every Conv2D and Dense kernel.
+    ``depth`` is a key of :data:`STAGES` (``"resnet50"``) or bottleneck blocks
+    per stage (``[3, 8, 36, 3]``); anything else is a :class:`ResbookError`.
+    ``include_top`` adds global average pooling and a ``Dense(classes)`` named
+    ``predictions`` that outputs logits (train with ``from_logits=True``;
+    apply a softmax for probabilities, or pass
+    ``classifier_activation="softmax"``, ``keras.applications``' default);
+    without it, ``pooling`` may be ``"avg"`` or ``"max"`` as in
+    ``keras.applications``. ``l2`` puts an L2 penalty of that factor on every
+    Conv2D and Dense kernel.
 
     ``zero_init_residual`` (torchvision's argument of the same name) starts the
     last BatchNorm of every residual branch with scale 0, so each block begins
@@ -140,21 +131,12 @@ def build_resnet(depth: str | Sequence[int] = "resnet50", input_shape: tuple[int
     (Goyal et al. 2017). It changes only the starting weights, not the
     architecture; ``keras.applications`` starts every scale at 1 (the default).
     """
-    if isinstance(depth, str):
-        if depth not in STAGES:
-            raise ValueError(f"unknown ResNet {depth!r}; choose from {sorted(STAGES)} or pass blocks per stage")
-        block, blocks = STAGES[depth]
-        name = name or depth
-    else:
-        blocks = tuple(depth)
-        name = name or "resnet"
-    if len(blocks) != len(WIDTHS):
-        raise ValueError(f"a ResNet has {len(WIDTHS)} stages, got {len(blocks)} block counts")
+    blocks = stages_of(depth)
+    name = name or (depth if isinstance(depth, str) else "resnet")
     inputs = keras.Input(shape=input_shape, name="input")
     x = stem(inputs, l2)
     for i, (filters, n) in enumerate(zip(WIDTHS, blocks)):
-        x = stage(x, block, filters, n, stride=1 if i == 0 else 2, name=f"conv{i + 2}", l2=l2,
-                  zero_init=zero_init_residual)
+        x = stage(x, filters, n, stride=1 if i == 0 else 2, name=f"conv{i + 2}", l2=l2, zero_init=zero_init_residual)
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
         x = layers.Dense(classes, activation=classifier_activation, kernel_regularizer=_regularizer(l2),

@@ -31,7 +31,7 @@ from keras import layers
 from ..data import sources
 from ..data.download import Remote, check_weights_file
 from ..errors import ResbookError, brief
-from .keras_resnet import STAGES, build_resnet
+from .keras_resnet import build_resnet, stages_of
 
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 
@@ -57,9 +57,7 @@ def backbone(depth: str | Sequence[int] = "resnet50", input_shape: tuple[int, in
     :func:`resbook.data.sources.fetch`), or the path of a weights file of the
     same architecture.
     """
-    if isinstance(depth, str) and depth not in STAGES:
-        raise ResbookError(f"There is no ResNet called {depth!r}: choose one of {', '.join(list(STAGES)[:-1])} and "
-                           f"{list(STAGES)[-1]}, or pass blocks per stage (e.g. [3, 4, 6, 3]).")
+    stages_of(depth)  # an unknown depth gets its one sentence before any download
     name = f"keras_{depth}_notop"
     if weights == "imagenet" and name not in sources.SOURCES:
         published = [n[len("keras_"):-len("_notop")] for n in sources.SOURCES
