@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from resbook.errors import ResbookError
-from resbook.models.keras_transfer import (HEADS, backbone, classifier, count_trainable, freeze, load_weights,
-                                           unfreeze_top)
+from resbook.models.keras_transfer import (HEADS, WEIGHTS, backbone, classifier, count_parameters, freeze,
+                                           load_weights, unfreeze_top)
 
 SMALL = [1, 1, 1, 1]  # a bottleneck ResNet with one block per stage: small and fast
 LARGER = [1, 2, 1, 1]
@@ -32,7 +32,7 @@ def test_heads_shapes_and_frozen_trainable_counts(small_base, head, out_params):
     freeze(small_base)
     model = classifier(small_base, classes=4, head=head)
     assert model.output_shape == (None, 4)
-    assert count_trainable(model) == out_params
+    assert count_parameters(model, trainable_only=True) == out_params
     assert set(HEADS) == {"modern", "tf_flowers", "oxford102", "dense"}
 
 
@@ -41,21 +41,21 @@ def test_oxford_head_on_unpooled_features():
     freeze(base)
     model = classifier(base, classes=10, head="oxford102")
     flat = 2 * 2 * 2048
-    assert count_trainable(model) == flat * 512 + 512 + 512 * 64 + 64 + 64 * 10 + 10
+    assert count_parameters(model, trainable_only=True) == flat * 512 + 512 + 512 * 64 + 64 + 64 * 10 + 10
 
 
 def test_unfreeze_top_keeps_batchnorm_frozen_and_in_inference_mode():
     base = backbone(SMALL, (32, 32, 3))
     freeze(base)
     model = classifier(base, classes=3)
-    frozen = count_trainable(model)
+    frozen = count_parameters(model, trainable_only=True)
     n_layers = unfreeze_top(base, ("conv5",))
     conv5 = [l for l in base.layers if l.name.startswith("conv5_")]
     assert n_layers == sum(1 for l in conv5 if l.weights and not isinstance(l, keras.layers.BatchNormalization))
     assert all(not l.trainable for l in base.layers if isinstance(l, keras.layers.BatchNormalization))
     expected = frozen + sum(int(np.prod(w.shape)) for l in conv5 if isinstance(l, keras.layers.Conv2D)
                             for w in l.weights)
-    assert count_trainable(model) == expected
+    assert count_parameters(model, trainable_only=True) == expected
     bn = base.get_layer("conv5_block1_1_bn")
     before = [keras.ops.convert_to_numpy(w) for w in bn.weights]
     model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
@@ -97,7 +97,7 @@ def test_wrong_weights_file_gets_one_sentence(tmp_path, small_base, kind):
 
 @pytest.mark.parametrize("fmt", ["keras3", "legacy"])
 def test_weights_of_another_resnet_get_one_sentence_and_leave_the_model_alone(tmp_path, small_base, fmt):
-    """Issue 26, case 5: a smaller ResNet's weights into a larger one, in Keras 3's .weights.h5 and the legacy layout."""
+    """Issue 26, case 5: a smaller ResNet's weights into a larger one, in Keras 3's and the legacy layout."""
     if fmt == "keras3":
         path = tmp_path / "small.weights.h5"
         small_base.save_weights(path)
@@ -121,21 +121,33 @@ def test_weights_of_another_resnet_get_one_sentence_and_leave_the_model_alone(tm
 
 @pytest.fixture
 def fetches(monkeypatch):
-    """Record sources.fetch calls instead of downloading anything."""
-    from resbook.data import sources
+    """Record download calls instead of downloading anything."""
+    from resbook.models import keras_transfer
     calls = []
-    monkeypatch.setattr(sources, "fetch", lambda *args, **kwargs: calls.append(args) or pytest.fail("fetched"))
+    monkeypatch.setattr(keras_transfer, "download", lambda *args, **kw: calls.append(args) or pytest.fail("fetched"))
     return calls
 
 
 def test_imagenet_weights_for_a_depth_without_them(fetches):
-    """Issue 26: Keras publishes ImageNet weights for its three ResNets only, not for a list of stages; nothing is fetched."""
+    """Issue 26: Keras publishes ImageNet weights for its three ResNets, not for a list of stages; nothing is fetched."""
     with pytest.raises(ResbookError) as err:
         backbone(SMALL, (32, 32, 3), weights="imagenet")
-    assert str(err.value) == ("There are no ImageNet weights for [1, 1, 1, 1]: weights='imagenet' works with resnet50 "
-                              "and resnet152 (Keras' published no-top files), so use one of those, weights=None for "
-                              "random weights, or the path of a weights file.")
+    assert str(err.value) == ("There are no ImageNet weights for [1, 1, 1, 1]: weights='imagenet' works with resnet50, "
+                              "resnet101 and resnet152 (Keras' published no-top files), so pass one of those names, "
+                              "weights=None for random weights, or the path of a weights file.")
     assert fetches == []
+
+
+def test_imagenet_weights_are_keras_applications_own_files():
+    """WEIGHTS holds the URL and md5 keras.applications itself downloads for include_top=False, for every depth."""
+    from keras.src.applications import resnet
+
+    from resbook.models.keras_resnet import STAGES
+    assert set(WEIGHTS) == set(STAGES) <= set(resnet.WEIGHTS_HASHES)  # Keras' v1 ResNets (it also has v2, ResNeXt)
+    for depth, remote in WEIGHTS.items():
+        assert remote.filename == f"{depth}_weights_tf_dim_ordering_tf_kernels_notop.h5"
+        assert remote.url == resnet.BASE_WEIGHTS_PATH + remote.filename
+        assert (remote.hash_algorithm, remote.hash_value) == ("md5", resnet.WEIGHTS_HASHES[depth][1])
 
 
 @pytest.mark.parametrize("weights", [None, "imagenet"])
@@ -180,10 +192,9 @@ def test_generated_weights_with_their_own_hash_and_a_wrong_one(tmp_path, small_b
 
 def test_imagenet_weights_come_through_the_verified_download(monkeypatch, tmp_path):
     """A file placed under $RESBOOK_DATA that is not Keras' ImageNet file is refused with its expected md5."""
-    from resbook.data import sources
-    folder = tmp_path / "keras_resnet50_notop"
+    folder = tmp_path / "keras_weights"
     folder.mkdir()
-    save_legacy_h5(backbone("resnet50", (32, 32, 3)), folder / sources.source("keras_resnet50_notop").path)
+    save_legacy_h5(backbone("resnet50", (32, 32, 3)), folder / WEIGHTS["resnet50"].filename)
     monkeypatch.setenv("RESBOOK_DATA", str(tmp_path))
     with pytest.raises(ResbookError, match="4d473c1dd8becc155b73f8504c6f6626"):
         backbone("resnet50", (32, 32, 3), weights="imagenet")

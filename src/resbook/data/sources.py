@@ -8,8 +8,6 @@ themselves check, copied from their code:
 * tf_flowers: the sha256 and size of TensorFlow's ``flower_photos.tgz``.
 * Oxford 102 Flowers: the md5 values of torchvision's ``Flowers102``.
 * MNIST: the four idx files of torchvision's mirror (md5 and size).
-* Keras ImageNet weights: the md5 values of ``WEIGHTS_HASHES`` in
-  ``keras/src/applications/resnet.py``.
 
 ``tests/test_sources.py`` compares these values with the installed Keras and
 torchvision, so a change upstream shows up as a failing test.
@@ -43,14 +41,6 @@ class Source:
     path: str = ""
 
 
-def _keras_weights(model: str, top: bool, md5: str) -> Source:
-    name = f"{model}_weights_tf_dim_ordering_tf_kernels{'' if top else '_notop'}.h5"
-    base = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
-    what = "with" if top else "without"
-    return Source(f"Keras {model} ImageNet weights {what} the classifier (include_top={top})",
-                  (Remote(base + name, name, "md5", md5),), path=name)
-
-
 _OXFORD = "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/"
 _MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 
@@ -76,10 +66,6 @@ SOURCES: dict[str, Source] = {
                 "9fb629c4189551a2d022fa330f9573f3", 1_648_877),
          Remote(_MNIST_MIRROR + "t10k-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "md5",
                 "ec29112dd5afa0611ce80d1b7f02629c", 4_542))),
-    "keras_resnet50": _keras_weights("resnet50", True, "2cb95161c43110f7111970584f804107"),
-    "keras_resnet50_notop": _keras_weights("resnet50", False, "4d473c1dd8becc155b73f8504c6f6626"),
-    "keras_resnet152": _keras_weights("resnet152", True, "100835be76be38e30d865e96f2aaae62"),
-    "keras_resnet152_notop": _keras_weights("resnet152", False, "ee4c566cf9a93f14d82f913c2dc6dd0c"),
 }
 
 

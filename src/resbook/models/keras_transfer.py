@@ -28,12 +28,27 @@ import keras
 import numpy as np
 from keras import layers
 
-from ..data import sources
-from ..data.download import Remote, check_weights_file
+from ..data.download import Remote, check_weights_file, download
 from ..errors import ResbookError, brief
+from ..settings import cache_dir, data_root
 from .keras_resnet import build_resnet, stages_of
 
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
+KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+
+
+def _notop(model: str, md5: str) -> Remote:
+    filename = f"{model}_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    return Remote(KERAS_WEIGHTS_URL + filename, filename, "md5", md5)
+
+
+#: Keras' ImageNet weights without the classifier, by depth: the files and md5 values of
+#: ``WEIGHTS_HASHES`` in ``keras/src/applications/resnet.py``.
+WEIGHTS: dict[str, Remote] = {
+    "resnet50": _notop("resnet50", "4d473c1dd8becc155b73f8504c6f6626"),
+    "resnet101": _notop("resnet101", "88cf7a10940856eca736dc7b7e228a21"),
+    "resnet152": _notop("resnet152", "ee4c566cf9a93f14d82f913c2dc6dd0c"),
+}
 
 
 @keras.saving.register_keras_serializable(package="resbook")
@@ -53,25 +68,37 @@ def backbone(depth: str | Sequence[int] = "resnet50", input_shape: tuple[int, in
     """A ResNet without its classifier, randomly initialised or loaded from a weights file.
 
     ``weights``: None (random), ``"imagenet"`` (Keras' no-top ImageNet file
-    for ``resnet50``/``resnet152``, fetched and hash-verified through
-    :func:`resbook.data.sources.fetch`), or the path of a weights file of the
-    same architecture.
+    of a depth in :data:`WEIGHTS`, see :func:`imagenet_weights`), or the path
+    of a weights file of the same architecture.
     """
     stages_of(depth)  # an unknown depth gets its one sentence before any download
-    name = f"keras_{depth}_notop"
-    if weights == "imagenet" and name not in sources.SOURCES:
-        published = [n[len("keras_"):-len("_notop")] for n in sources.SOURCES
-                     if n.startswith("keras_") and n.endswith("_notop")]
-        raise ResbookError(f"There are no ImageNet weights for {depth!r}: weights='imagenet' works with "
-                           f"{' and '.join(published)} (Keras' published no-top files), so use one of those, "
-                           "weights=None for random weights, or the path of a weights file.")
+    if weights == "imagenet" and not (isinstance(depth, str) and depth in WEIGHTS):
+        names = ", ".join(list(WEIGHTS)[:-1]) + f" and {list(WEIGHTS)[-1]}"
+        raise ResbookError(f"There are no ImageNet weights for {depth!r}: weights='imagenet' works with {names} "
+                           "(Keras' published no-top files), so pass one of those names, weights=None for random "
+                           "weights, or the path of a weights file.")
     model = build_resnet(depth, input_shape, include_top=False, pooling=pooling,
                          name=f"{depth if isinstance(depth, str) else 'resnet'}_backbone")
     if weights == "imagenet":
-        load_weights(model, sources.fetch(name), sources.source(name).remotes[0])
+        load_weights(model, imagenet_weights(depth), WEIGHTS[depth])
     elif weights is not None:
         load_weights(model, weights)
     return model
+
+
+def imagenet_weights(depth: str, progress: bool = True) -> Path:
+    """The no-top ImageNet weights file of ``depth`` (a key of :data:`WEIGHTS`), downloaded once and md5-verified.
+
+    A copy a reader placed at ``$RESBOOK_DATA/keras_weights/<file name>`` is
+    used first (:func:`load_weights` checks its md5); otherwise the file is
+    downloaded into ``cache_dir()/keras_weights`` (as Keras keeps its own in
+    ``~/.keras/models``) unless a verified copy is there.
+    """
+    remote = WEIGHTS[depth]
+    placed = data_root() / "keras_weights" / remote.filename if data_root() else None
+    if placed is not None and placed.is_file():
+        return placed
+    return download(remote, cache_dir() / "keras_weights", progress=progress)
 
 
 def load_weights(model: keras.Model, path: str | os.PathLike, remote: Remote | None = None) -> None:
@@ -178,6 +205,9 @@ def unfreeze_top(base: keras.Model, stages: Sequence[str] = ("conv5",)) -> int:
     return count
 
 
-def count_trainable(model: keras.Model) -> int:
-    """Number of trainable parameters (what the optimiser will update)."""
-    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+def count_parameters(model: keras.Model, trainable_only: bool = False) -> int:
+    """Number of parameters: all of them, or with ``trainable_only`` those the optimiser will update.
+
+    "All" counts every weight, BatchNorm's moving statistics included, as ``model.count_params()`` does.
+    """
+    return int(sum(np.prod(w.shape) for w in (model.trainable_weights if trainable_only else model.weights)))

@@ -14,8 +14,8 @@
   every backend (on probabilities, Keras clips them to ``[1e-7, 1 - 1e-7]`` on
   JAX and PyTorch, where a confident mistake then gets no gradient).
 * :func:`fit`: compile + fit with in-memory arrays, one line per epoch in
-  stored outputs (a progress bar when interactive), epoch times in the
-  history, and the best validation weights kept.
+  stored outputs (a progress bar when interactive), and epoch times in the
+  history.
 """
 
 from __future__ import annotations
@@ -153,25 +153,6 @@ def _bilinear(x, src_x, src_y):
     return ops.reshape(out, (b, h, w, c))
 
 
-class KeepBest(keras.callbacks.Callback):
-    """Remember the weights of the epoch with the best ``monitor`` value and restore them at the end."""
-
-    def __init__(self, monitor: str = "val_accuracy", mode: str = "max"):
-        super().__init__()
-        self.monitor, self.sign = monitor, 1.0 if mode == "max" else -1.0
-        self.best, self.best_epoch, self.best_weights = -math.inf, None, None
-
-    def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        if value is not None and self.sign * value > self.best:
-            self.best, self.best_epoch = self.sign * value, epoch + 1
-            self.best_weights = self.model.get_weights()
-
-    def on_train_end(self, logs=None):
-        if self.best_weights is not None:
-            self.model.set_weights(self.best_weights)
-
-
 class EpochTimer(keras.callbacks.Callback):
     """Adds the wall time of every epoch to the history as ``time_s``."""
 
@@ -197,28 +178,23 @@ def fit(model: keras.Model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.
         epochs: int, batch_size: int, optimizer: keras.optimizers.Optimizer | str = "adam",
         loss: str | Callable | None = None, metrics: Sequence[str] = ("accuracy",),
         callbacks: Sequence[keras.callbacks.Callback] = (), jit_compile: bool | str = "auto",
-        restore_best: bool = False, verbose: int | None = None, seed: int = 0) -> dict[str, list[float]]:
+        verbose: int | None = None, seed: int = 0) -> dict[str, list[float]]:
     """Compile ``model`` and train it on in-memory arrays; return ``history.history`` plus ``time_s``.
 
     ``model`` ends in logits over the classes and ``train``'s labels are
     integers; the loss is ``SparseCategoricalCrossentropy(from_logits=True)``
     unless another is given.
-    With ``restore_best`` the weights of the epoch with the best validation
-    accuracy are restored at the end (the history still shows every epoch).
     """
     keras.utils.set_random_seed(seed)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True) if loss is None else loss
     model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics), jit_compile=jit_compile)
     verbose = progress_verbosity() if verbose is None else verbose
     if verbose:
-        print(f"{model.name}: training on {settings.device()} ({keras.backend.backend()} backend) with "
+        print(f"{model.name}: training on {settings.device_description()} ({keras.backend.backend()} backend) with "
               f"{keras.mixed_precision.global_policy().name}, XLA {'on' if model.jit_compile else 'off'}, "
               f"batch {batch_size}, {len(train[0])} examples")
-    cbs = [EpochTimer(), *callbacks]
-    if restore_best and val is not None:
-        cbs.append(KeepBest("val_accuracy", "max"))
     history = model.fit(train[0], train[1], validation_data=val, epochs=epochs, batch_size=batch_size,
-                        shuffle=True, callbacks=cbs, verbose=verbose)
+                        shuffle=True, callbacks=[EpochTimer(), *callbacks], verbose=verbose)
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 
@@ -229,10 +205,8 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def predict_classes(model: keras.Model, x: np.ndarray, batch_size: int = 256, flip_tta: bool = False) -> np.ndarray:
-    """Class probabilities of ``model`` on ``x`` (averaged with the mirrored images when ``flip_tta``)."""
-    if flip_tta:
-        return predict_with_flip(model, x, batch_size)[1]
+def predict_proba(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities of ``model`` (which outputs logits) on ``x``: one row per image, summing to 1."""
     return _softmax(model.predict(x, batch_size=batch_size, verbose=0))
 
 
@@ -241,8 +215,8 @@ def predict_with_flip(model: keras.Model, x: np.ndarray, batch_size: int = 256) 
 
     One pass over ``x`` and one over its mirror, for callers that report both.
     """
-    plain = _softmax(model.predict(x, batch_size=batch_size, verbose=0))
-    return plain, (plain + _softmax(model.predict(x[:, :, ::-1], batch_size=batch_size, verbose=0))) / 2
+    plain = predict_proba(model, x, batch_size)
+    return plain, (plain + predict_proba(model, x[:, :, ::-1], batch_size)) / 2
 
 
 def predict_image_file(model: keras.Model, path, class_names: Sequence[str], size: int) -> list[tuple[str, float]]:
@@ -251,5 +225,5 @@ def predict_image_file(model: keras.Model, path, class_names: Sequence[str], siz
     The file is decoded and resized exactly as the training images were
     (:func:`resbook.data.folders.decode_image`), then ``model`` predicts.
     """
-    probs = _softmax(model.predict(decode_image(path, size)[None], verbose=0)[0])
+    probs = predict_proba(model, decode_image(path, size)[None])[0]
     return [(class_names[i], float(probs[i])) for i in np.argsort(probs)[::-1]]
