@@ -74,7 +74,7 @@ chromium:
 
 # The Keras code uses keras.ops only, so it runs on JAX as on TensorFlow (the lent GPU machine
 # has JAX and no TensorFlow). This runs the Keras tests with KERAS_BACKEND=jax on this machine.
-KERAS_TESTS := tests/test_keras_resnet.py tests/test_keras_fit.py tests/test_keras_transfer.py tests/test_views.py
+KERAS_TESTS := tests/test_keras_resnet.py tests/test_keras_fit.py tests/test_keras_transfer.py
 test-jax: $(STAMP)
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt "jax[cpu]"
 	KERAS_BACKEND=jax $(BIN)/python -m pytest -p no:cacheprovider $(KERAS_TESTS)
