@@ -133,20 +133,54 @@ def _images(n: int, side: int, channels: int, classes: int, seed: int = 0):
     return x, rng.integers(0, classes, n)
 
 
-def _keras_case(name: str, steps: int, rounds: int, on_gpu: bool) -> dict:
+KERAS_AUGMENT = dict(rotation=20, zoom=0.2, shift=0.1)  # the chapters' augmentation, both ways
+
+
+def _plain_keras_model(name: str, side: int, classes: int):
+    """What keras.io's examples do: a keras.applications model behind Keras' preprocessing layers, float32."""
     import keras
-    import numpy as np
     from keras import layers
 
+    keras.mixed_precision.set_global_policy("float32")
+    aug = KERAS_AUGMENT
+    augment = keras.Sequential([layers.RandomFlip("horizontal"), layers.RandomRotation(aug["rotation"] / 360),
+                                layers.RandomZoom(aug["zoom"]), layers.RandomTranslation(aug["shift"], aug["shift"])])
+    inputs = keras.Input((side, side, 3))
+    if name == "resnet50-transfer":
+        base = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(side, side, 3), pooling="avg")
+        base.trainable = False
+        out = layers.Dense(classes)(base(augment(inputs), training=False))
+    else:
+        app = {"resnet50": keras.applications.ResNet50, "resnet152": keras.applications.ResNet152}[CASES[name].model]
+        model = app(weights=None, input_shape=(side, side, 3), classes=classes, classifier_activation=None)
+        out = model(augment(inputs))
+    return keras.Model(inputs, out)
+
+
+def _our_keras_model(name: str, side: int, classes: int):
+    """The book's way: configure_precision, then our model taking uint8 images, with RandomAffine."""
     from resbook.models.keras_resnet import build_resnet
     from resbook.models.keras_transfer import backbone, classifier, freeze
     from resbook.train.keras_fit import RandomAffine, configure_precision, with_input_pipeline
 
-    case = CASES[name]
-    side, batch = case.shape(on_gpu)
-    classes, depth = case.classes, case.model
+    configure_precision()
+    augment = RandomAffine(flip=True, **KERAS_AUGMENT)
+    if name == "resnet50-transfer":
+        base = backbone("resnet50", (side, side, 3))
+        freeze(base)
+        return classifier(base, classes, head="modern", augment=augment)
+    return with_input_pipeline(build_resnet(CASES[name].model, (side, side, 3), classes), augment)
+
+
+def _keras_case(name: str, steps: int, rounds: int, on_gpu: bool) -> dict:
+    """Build both ways, compile them alike, warm them up, count our FLOPs, then time alternating epochs."""
+    import keras
+
+    side, batch = CASES[name].shape(on_gpu)
+    classes = CASES[name].classes
     x, y = _images(batch * steps, side, 3, classes)
-    aug = dict(rotation=20, zoom=0.2, shift=0.1)
+    ways = {"plain": (_plain_keras_model(name, side, classes), x.astype("float32") / 255),
+            "ours": (_our_keras_model(name, side, classes), x)}
 
     def epoch(model, inputs):
         """One training epoch over ``inputs``; returns its wall time."""
@@ -154,37 +188,13 @@ def _keras_case(name: str, steps: int, rounds: int, on_gpu: bool) -> dict:
         model.fit(inputs, y, batch_size=batch, epochs=1, verbose=0, shuffle=True)
         return time.perf_counter() - t0
 
-    # plain: what keras.io's examples do
-    keras.mixed_precision.set_global_policy("float32")
-    keras_aug = keras.Sequential([layers.RandomFlip("horizontal"), layers.RandomRotation(aug["rotation"] / 360),
-                                  layers.RandomZoom(aug["zoom"]), layers.RandomTranslation(aug["shift"], aug["shift"])])
-    inputs = keras.Input((side, side, 3))
-    if name == "resnet50-transfer":
-        base = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(side, side, 3), pooling="avg")
-        base.trainable = False
-        out = layers.Dense(classes)(base(keras_aug(inputs), training=False))
-    else:
-        app = {"resnet50": keras.applications.ResNet50, "resnet152": keras.applications.ResNet152}[depth]
-        out = app(weights=None, input_shape=(side, side, 3), classes=classes, classifier_activation=None)(
-            keras_aug(inputs))
-    plain = keras.Model(inputs, out)
-
-    # ours
-    policy = configure_precision()
-    if name == "resnet50-transfer":
-        base = backbone("resnet50", (side, side, 3))
-        freeze(base)
-        ours = classifier(base, classes, head="modern", augment=RandomAffine(flip=True, **aug))
-    else:
-        ours = with_input_pipeline(build_resnet(depth, (side, side, 3), classes), RandomAffine(flip=True, **aug))
-
-    ways = {"plain": (plain, x.astype("float32") / 255), "ours": (ours, x)}
     for model, data in ways.values():
         model.compile(keras.optimizers.Adam(1e-4), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         epoch(model, data)  # warm-up: trace and compile
-    flops = keras_train_flops(ours)
+    flops = keras_train_flops(ways["ours"][0])
     plain_img_s, ours_img_s = _alternate({k: (lambda m=m, d=d: epoch(m, d)) for k, (m, d) in ways.items()},
                                          rounds, len(x))
+    policy = ways["ours"][0].dtype_policy.name
     return {"side": side, "batch": batch, "images": len(x), "plain_img_s": plain_img_s, "ours_img_s": ours_img_s,
             "ours_precision": "bfloat16" if "bfloat16" in policy else "float32",
             "train_gflop_per_image": flops / 1e9}

@@ -90,6 +90,19 @@ def test_fit_says_where_it_trains(capsys):
     assert first.startswith(f"tiny: training on {settings.device_description()} (") and "batch 4, 8 examples" in first
 
 
+def test_fit_does_not_seed():
+    """Seeding is describe_run's job (settings.seed_everything): fit leaves every random state as it found it."""
+    import random
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)], name="tiny")
+    random.seed(1)
+    np.random.seed(1)
+    fit(model, (np.zeros((8, 4), "float32"), np.zeros(8, int)), None, epochs=1, batch_size=4, verbose=0)
+    after = (random.random(), np.random.rand())
+    random.seed(1)
+    np.random.seed(1)
+    assert after == (random.random(), np.random.rand())
+
+
 def test_configure_precision_follows_the_cpus_bf16_instructions_and_the_override(monkeypatch, capsys):
     from resbook import settings
     monkeypatch.setattr(settings, "gpu_name", lambda: None)

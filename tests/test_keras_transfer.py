@@ -129,7 +129,7 @@ def fetches(monkeypatch):
 
 
 def test_imagenet_weights_for_a_depth_without_them(fetches):
-    """Issue 26: Keras publishes ImageNet weights for its three ResNets, not for a list of stages; nothing is fetched."""
+    """Issue 26: Keras publishes ImageNet weights for its three ResNets, not for a list of stages; none is fetched."""
     with pytest.raises(ResbookError) as err:
         backbone(SMALL, (32, 32, 3), weights="imagenet")
     assert str(err.value) == ("There are no ImageNet weights for [1, 1, 1, 1]: weights='imagenet' works with resnet50, "

@@ -6,9 +6,8 @@ import numpy as np
 
 from resbook.data.generated import make_digits
 from resbook.data.mnist import pad_to_rgb32
-from resbook.models.keras_resnet import build_resnet
 from resbook.models.keras_transfer import backbone, classifier, count_parameters, freeze
-from resbook.train.keras_fit import RandomAffine, fit, with_input_pipeline
+from resbook.train.keras_fit import RandomAffine, train_from_scratch
 
 SMALL = [1, 1, 1, 1]  # a bottleneck ResNet with one block per stage: small and fast
 
@@ -23,11 +22,14 @@ def test_frozen_resnet152_trains_only_the_dense_head():
     assert model.predict(x, verbose=0).shape == (4, 10)
 
 
-def test_loss_falls_on_padded_generated_digits():
+def test_the_from_scratch_recipe_learns_padded_generated_digits():
+    """train_from_scratch, as chapters 3 and 4 run it: zero-initialised residual branches, warm-up then cosine."""
     (x, y), (xv, yv) = make_digits(300, seed=0), make_digits(100, seed=1)
     x, xv = pad_to_rgb32(x), pad_to_rgb32(xv)
-    net = build_resnet(SMALL, (32, 32, 3), classes=10)
-    model = with_input_pipeline(net, RandomAffine(flip=False, rotation=10, shift=0.1, seed=0))
-    hist = fit(model, (x, y), (xv, yv), epochs=5, batch_size=50, optimizer=keras.optimizers.Adam(1e-3), verbose=0)
+    augment = RandomAffine(flip=False, rotation=10, shift=0.1, seed=0)
+    model, hist = train_from_scratch(SMALL, (x, y), (xv, yv), classes=10, epochs=5, batch_size=50, learning_rate=1e-3,
+                                     augment=augment)
     assert hist["loss"][-1] < 0.5 * hist["loss"][0]
-    assert np.isfinite(hist["val_loss"]).all()
+    assert np.isfinite(hist["val_loss"]).all() and model.output_shape == (None, 10)
+    zeroed = [l for l in model.layers[-1].layers if l.name.endswith("_3_bn")]
+    assert len(zeroed) == 4 and model.layers[-1].get_layer("predictions").activation is keras.activations.linear

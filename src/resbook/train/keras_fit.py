@@ -13,6 +13,8 @@
   the models end in logits, so the loss reads them through a log-softmax on
   every backend (on probabilities, Keras clips them to ``[1e-7, 1 - 1e-7]`` on
   JAX and PyTorch, where a confident mistake then gets no gradient).
+* :func:`train_from_scratch`: chapters 3 and 4's recipe for a ResNet that
+  starts from random weights.
 * :func:`fit`: compile + fit with in-memory arrays, one line per epoch in
   stored outputs (a progress bar when interactive), and epoch times in the
   history.
@@ -30,8 +32,9 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from ..data.folders import decode_image
 from .. import settings
+from ..data.folders import decode_image
+from ..models.keras_resnet import build_resnet
 
 
 class _DropRetracingNotice(logging.Filter):
@@ -41,7 +44,7 @@ class _DropRetracingNotice(logging.Filter):
         return "triggered tf.function retracing" not in record.getMessage()
 
 
-logging.getLogger("tensorflow").addFilter(_DropRetracingNotice())
+_DROP_RETRACING_NOTICE = _DropRetracingNotice()  # one instance: adding it again to a logger is a no-op
 
 
 def progress_verbosity() -> int:
@@ -178,14 +181,17 @@ def fit(model: keras.Model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.
         epochs: int, batch_size: int, optimizer: keras.optimizers.Optimizer | str = "adam",
         loss: str | Callable | None = None, metrics: Sequence[str] = ("accuracy",),
         callbacks: Sequence[keras.callbacks.Callback] = (), jit_compile: bool | str = "auto",
-        verbose: int | None = None, seed: int = 0) -> dict[str, list[float]]:
+        verbose: int | None = None) -> dict[str, list[float]]:
     """Compile ``model`` and train it on in-memory arrays; return ``history.history`` plus ``time_s``.
 
     ``model`` ends in logits over the classes and ``train``'s labels are
     integers; the loss is ``SparseCategoricalCrossentropy(from_logits=True)``
-    unless another is given.
+    unless another is given. It does not seed: :func:`resbook.settings.describe_run`
+    seeds a run, and :func:`resbook.settings.seed_everything` a model built again
+    with another seed. TensorFlow's notice that ``predict`` traced again is
+    dropped from the log (a new model per run does that by design).
     """
-    keras.utils.set_random_seed(seed)
+    logging.getLogger("tensorflow").addFilter(_DROP_RETRACING_NOTICE)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True) if loss is None else loss
     model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics), jit_compile=jit_compile)
     verbose = progress_verbosity() if verbose is None else verbose
@@ -196,6 +202,26 @@ def fit(model: keras.Model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.
     history = model.fit(train[0], train[1], validation_data=val, epochs=epochs, batch_size=batch_size,
                         shuffle=True, callbacks=[EpochTimer(), *callbacks], verbose=verbose)
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def train_from_scratch(depth: str | Sequence[int], train: tuple[np.ndarray, np.ndarray],
+                       val: tuple[np.ndarray, np.ndarray] | None, classes: int, epochs: int, batch_size: int,
+                       learning_rate: float, augment: layers.Layer | None = None,
+                       warmup_epochs: float = 0.2) -> tuple[keras.Model, dict[str, list[float]]]:
+    """The from-scratch recipe of chapters 3 and 4; returns the trained model and :func:`fit`'s history.
+
+    A fresh ResNet (``build_resnet(depth, ..., zero_init_residual=True)``: each
+    block starts as the identity) behind :func:`with_input_pipeline` (uint8
+    images scaled to [0, 1], then ``augment``), trained with Adam whose rate
+    warms up over ``warmup_epochs`` and then follows a cosine to 0
+    (:func:`warmup_cosine`). Seed first (``settings.seed_everything``) for a
+    repeatable run.
+    """
+    net = build_resnet(depth, train[0].shape[1:], classes=classes, zero_init_residual=True)
+    model = with_input_pipeline(net, augment)
+    schedule = warmup_cosine(learning_rate, epochs, math.ceil(len(train[0]) / batch_size), warmup_epochs)
+    history = fit(model, train, val, epochs=epochs, batch_size=batch_size, optimizer=keras.optimizers.Adam(schedule))
+    return model, history
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
