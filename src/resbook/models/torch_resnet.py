@@ -6,18 +6,20 @@
   zeros, no parameters), ``"projection"`` (option B: a strided 1x1 convolution
   + BatchNorm, torchvision's ``downsample``), or ``None`` for a *plain* block
   with no shortcut at all, the control the paper trains against.
+* :class:`ResNet`: torchvision's ``ResNet(block, layers)``, with the same
+  names (``conv1``, ``bn1``, ``maxpool``, ``layer1``, ..., ``avgpool``,
+  ``fc``), a choice of stem (torchvision's ImageNet stem, or the paper's 3x3
+  CIFAR stem) and of ``shortcut`` for the blocks that change shape.
 * :func:`cifar_resnet`: the paper's CIFAR-10 networks (Section 4.2): a 3x3
   stem and three stages of ``n`` blocks with 16, 32, 64 channels, depth
-  ``6n + 2`` (20, 32, 44, 56, 110).
+  ``6n + 2`` (20, 32, 44, 56, 110); chapter 1.
 * :func:`mnist_resnet`: the small ResNet of the PyTorch + TensorBoard article
   (chapter 5): torchvision's ImageNet stem (7x7 convolution with stride 2,
   max-pool) and one basic block per stage, for 28x28 digits. With
   ``widths=(64, 128, 256, 512), blocks=2`` it *is* torchvision's ResNet-18.
 
-The parameter names (``conv1``, ``bn1``, ``conv2``, ``bn2``, ``downsample``)
-match torchvision's ``BasicBlock`` (and :class:`MnistResNet`'s match its
-``ResNet``: ``conv1``, ``bn1``, ``layer1``, ..., ``fc``), so weights load
-across with ``load_state_dict``.
+The parameter names match torchvision's ``BasicBlock`` and ``ResNet``, so
+weights load across with ``load_state_dict``.
 """
 
 from __future__ import annotations
@@ -97,12 +99,12 @@ class BasicBlock(nn.Module):
         return self.relu(out)
 
 
-def make_stage(in_channels: int, out_channels: int, blocks: int, stride: int,
+def make_stage(block: type[BasicBlock], in_channels: int, out_channels: int, blocks: int, stride: int,
                shortcut: Shortcut) -> nn.Sequential:
-    """``blocks`` basic blocks; the first changes shape (stride, channels), the rest keep it."""
-    layers = [BasicBlock(in_channels, out_channels, stride, shortcut)]
+    """``blocks`` blocks; the first changes shape (stride, channels), the rest keep it (identity shortcuts)."""
+    layers = [block(in_channels, out_channels, stride, shortcut)]
     inner = None if shortcut is None else "identity"
-    layers += [BasicBlock(out_channels, out_channels, 1, inner) for _ in range(blocks - 1)]
+    layers += [block(out_channels, out_channels, 1, inner) for _ in range(blocks - 1)]
     return nn.Sequential(*layers)
 
 
@@ -125,69 +127,47 @@ def init_weights(model: nn.Module, zero_init_residual: bool = False) -> nn.Modul
     return model
 
 
-class CifarResNet(nn.Module):
-    """He et al.'s CIFAR network: 3x3 stem, stages of 16/32/64 channels, global pool, linear head."""
+class ResNet(nn.Module):
+    """torchvision's ``ResNet(block, layers)`` with its names, for small images and any shortcut.
 
-    def __init__(self, blocks_per_stage: int, residual: bool = True, in_channels: int = 3,
-                 num_classes: int = 10, widths: Sequence[int] = (16, 32, 64),
-                 shortcut: Shortcut = "zeropad"):
-        super().__init__()
-        self.conv1 = conv3x3(in_channels, widths[0])
-        self.bn1 = nn.BatchNorm2d(widths[0])
-        self.relu = nn.ReLU(inplace=True)
-        chosen = shortcut if residual else None
-        stages, c = [], widths[0]
-        for i, w in enumerate(widths):
-            stages.append(make_stage(c, w, blocks_per_stage, 1 if i == 0 else 2, chosen))
-            c = w
-        self.stages = nn.Sequential(*stages)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(c, num_classes)
-        init_weights(self)
+    * stem ``conv1``, ``bn1``, ``relu`` and, with ``stem="imagenet"``,
+      ``maxpool``: torchvision's 7x7 convolution with stride 2 and a 3x3
+      max-pool with stride 2 (a quarter of the side is left); with
+      ``stem="cifar"`` the paper's CIFAR stem, one 3x3 convolution with
+      stride 1 and no pooling;
+    * ``layer1``, ``layer2``, ...: one stage per entry of ``layers`` (its
+      number of blocks) and ``widths`` (its channels). Every stage after the
+      first halves the feature map and changes the width in its first block,
+      where ``shortcut`` joins input and output (``"projection"``: a strided
+      1x1 convolution, torchvision's ``downsample``; ``"zeropad"``: the
+      parameter-free option A); every other block has an identity shortcut.
+      ``shortcut=None`` gives the plain network of the same depth;
+    * head: ``avgpool`` (global average pooling) and ``fc``, which returns logits.
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(self.bn1(self.conv1(x)))
-        x = self.stages(x)
-        return self.fc(torch.flatten(self.pool(x), 1))
-
-
-def cifar_resnet(depth: int, residual: bool = True, **kwargs) -> CifarResNet:
-    """The paper's CIFAR ResNet (or its plain twin) of ``depth = 6n + 2`` weighted layers."""
-    if depth < 8 or (depth - 2) % 6:
-        raise ValueError(f"depth must be 6n + 2 (8, 14, 20, 32, 44, 56, 110, ...), not {depth}")
-    return CifarResNet((depth - 2) // 6, residual=residual, **kwargs)
-
-
-class MnistResNet(nn.Module):
-    """A small ResNet for 28x28 digits, laid out and named like torchvision's ``ResNet``.
-
-    * stem: 7x7 convolution with stride 2 and padding 3 (28x28 -> 14x14),
-      BatchNorm, ReLU, 3x3 max-pool with stride 2 (14x14 -> 7x7);
-    * ``layer1``, ``layer2``, ...: one stage per entry of ``widths``, each of
-      ``blocks`` :class:`BasicBlock`\ s. Every stage after the first halves
-      the feature map and changes the width in its first block, where
-      ``shortcut`` (``"projection"``: a 1x1 convolution, torchvision's
-      ``downsample``; ``"zeropad"``: the parameter-free option A) joins input
-      and output; every other block has an identity shortcut. ``None`` gives
-      the plain network with no shortcuts;
-    * head: global average pooling and one linear layer (``fc``).
+    ``ResNet(BasicBlock, [2, 2, 2, 2])`` has the parameters of torchvision's
+    ``resnet18()``, name for name.
     """
 
-    def __init__(self, widths: Sequence[int] = (64, 128, 256), blocks: int = 1,
-                 shortcut: Shortcut = "projection", in_channels: int = 1, num_classes: int = 10,
+    def __init__(self, block: type[BasicBlock], layers: Sequence[int],
+                 widths: Sequence[int] = (64, 128, 256, 512), stem: Literal["imagenet", "cifar"] = "imagenet",
+                 shortcut: Shortcut = "projection", in_channels: int = 3, num_classes: int = 1000,
                  zero_init_residual: bool = False):
         super().__init__()
-        if not widths or blocks < 1:
-            raise ValueError(f"need at least one stage and one block per stage, not widths={widths!r}, "
-                             f"blocks={blocks}")
-        self.conv1 = nn.Conv2d(in_channels, widths[0], 7, stride=2, padding=3, bias=False)
+        if not layers or len(layers) != len(widths) or min(layers) < 1:
+            raise ValueError(f"need one width per stage and at least one block per stage, not "
+                             f"layers={list(layers)}, widths={list(widths)}")
+        if stem not in ("imagenet", "cifar"):
+            raise ValueError(f"stem must be 'imagenet' or 'cifar', not {stem!r}")
+        imagenet = stem == "imagenet"
+        self.conv1 = (nn.Conv2d(in_channels, widths[0], 7, stride=2, padding=3, bias=False) if imagenet
+                      else conv3x3(in_channels, widths[0]))
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if imagenet else None
         self.stage_names: list[str] = []
         c = widths[0]
-        for i, w in enumerate(widths, start=1):
-            self.add_module(f"layer{i}", make_stage(c, w, blocks, 1 if i == 1 else 2, shortcut))
+        for i, (blocks, w) in enumerate(zip(layers, widths), start=1):
+            self.add_module(f"layer{i}", make_stage(block, c, w, blocks, 1 if i == 1 else 2, shortcut))
             self.stage_names.append(f"layer{i}")
             c = w
         self.avgpool = nn.AdaptiveAvgPool2d(1)
@@ -195,15 +175,34 @@ class MnistResNet(nn.Module):
         init_weights(self, zero_init_residual)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.relu(self.bn1(self.conv1(x)))
+        if self.maxpool is not None:
+            x = self.maxpool(x)
         for name in self.stage_names:
             x = getattr(self, name)(x)
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
+def cifar_resnet(depth: int, shortcut: Shortcut = "zeropad", in_channels: int = 3, num_classes: int = 10,
+                 widths: Sequence[int] = (16, 32, 64), zero_init_residual: bool = False) -> ResNet:
+    """The paper's CIFAR ResNet (Section 4.2) of ``depth = 6n + 2`` weighted layers.
+
+    A 3x3 stem and three stages of ``n`` basic blocks with 16, 32 and 64
+    channels. ``shortcut`` joins the blocks that change shape: the paper's
+    ``"zeropad"`` (option A, so the residual network has exactly the
+    parameters of the plain one), ``"projection"`` (option B), or ``None``
+    for the plain network without any shortcut.
+    """
+    if depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"depth must be 6n + 2 (8, 14, 20, 32, 44, 56, 110, ...), not {depth}")
+    n = (depth - 2) // 6
+    return ResNet(BasicBlock, [n] * len(widths), widths, stem="cifar", shortcut=shortcut,
+                  in_channels=in_channels, num_classes=num_classes, zero_init_residual=zero_init_residual)
+
+
 def mnist_resnet(shortcut: Shortcut = "projection", widths: Sequence[int] = (64, 128, 256),
                  blocks: int = 1, in_channels: int = 1, num_classes: int = 10,
-                 zero_init_residual: bool = False) -> MnistResNet:
+                 zero_init_residual: bool = False) -> ResNet:
     """The article's MNIST ResNet: 7x7 stem + max-pool, three basic blocks, linear head.
 
     The default widths 64/128/256 follow the article's channel growth (the
@@ -215,7 +214,8 @@ def mnist_resnet(shortcut: Shortcut = "projection", widths: Sequence[int] = (64,
     ``shortcut="identity"`` raises a ValueError unless no block changes
     shape. ``widths=(64, 128, 256, 512), blocks=2`` builds ResNet-18.
     """
-    return MnistResNet(widths, blocks, shortcut, in_channels, num_classes, zero_init_residual)
+    return ResNet(BasicBlock, [blocks] * len(widths), widths, stem="imagenet", shortcut=shortcut,
+                  in_channels=in_channels, num_classes=num_classes, zero_init_residual=zero_init_residual)
 
 
 def output_shapes(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int, ...]]]:
