@@ -1,10 +1,14 @@
+import random
+
+import numpy as np
 import pytest
 import torch
 
+from resbook import settings
 from resbook.data.generated import make_digits
 from resbook.errors import ResbookError
 from resbook.models.torch_resnet import cifar_resnet
-from resbook.train.torch_loop import as_tensors, evaluate, fit
+from resbook.train.torch_loop import as_tensors, autocast_dtype, evaluate, fit, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +74,6 @@ def test_a_corrupt_checkpoint_gets_one_sentence(digits, tmp_path):
 
 
 def test_autocast_follows_the_cpus_bf16_instructions_and_the_override(monkeypatch, capsys):
-    from resbook import settings
-    from resbook.train.torch_loop import autocast_dtype
     cpu = torch.device("cpu")
     monkeypatch.delenv("RESBOOK_PRECISION", raising=False)
     monkeypatch.setattr(settings, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
@@ -83,8 +85,42 @@ def test_autocast_follows_the_cpus_bf16_instructions_and_the_override(monkeypatc
     model, opt = _model_and_optimizer()
     x, y = torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.long)
     fit(model, opt, (x, y), epochs=1, batch_size=4, device=cpu, name="tiny")
-    assert capsys.readouterr().out.startswith(f"tiny: training on {settings.device()} with bf16 autocast")
+    assert capsys.readouterr().out.startswith(f"tiny: training on {settings.device_description()} with bf16 autocast")
     monkeypatch.setenv("RESBOOK_PRECISION", "half")
     with pytest.raises(ResbookError, match="RESBOOK_PRECISION='half' is not a precision: use 'auto', 'float32', "
                                            "'bfloat16'.$"):
         fit(model, opt, (x, y), epochs=1, batch_size=4, device=cpu, verbose=False)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_an_invalid_precision_gets_one_sentence_naming_the_valid_ones(monkeypatch, native):
+    """Also where bf16 is native (a bf16 GPU, a CPU with bf16 instructions), where 'auto' would pick bf16."""
+    monkeypatch.delenv("RESBOOK_PRECISION", raising=False)
+    monkeypatch.setattr(settings, "cpu_flags", lambda: frozenset({"avx512_bf16"} if native else set()))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: native)
+    for device in (torch.device("cpu"), torch.device("cuda")):
+        for bad in ("amp", "fp16", "bf16"):
+            with pytest.raises(ResbookError, match=f"^precision='{bad}' is not a precision: use 'auto', 'float32', "
+                                                   "'bfloat16'.$"):
+                autocast_dtype(device, bad)
+        assert autocast_dtype(device, "auto") is (torch.bfloat16 if native else None)
+
+
+def test_fit_leaves_the_global_random_generators_alone(digits):
+    """Seeding is describe_run's job (settings.seed_everything); fit draws the data order from its own generator."""
+    model, opt = _model_and_optimizer()
+    torch.manual_seed(123), np.random.seed(123), random.seed(123)
+    torch.rand(3), np.random.rand(3), random.random()
+    states = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+    fit(model, opt, digits[0], epochs=1, batch_size=128, device=torch.device("cpu"), seed=7, verbose=False)
+    assert torch.equal(torch.get_rng_state(), states[0])
+    assert np.array_equal(np.random.get_state()[1], states[1]) and random.getstate() == states[2]
+
+
+def test_a_failed_checkpoint_save_leaves_the_previous_one_whole(tmp_path):
+    path = tmp_path / "runs" / "run.pt"
+    save_checkpoint(path, model={"w": torch.ones(2)}, epoch=1)
+    with pytest.raises(Exception):
+        save_checkpoint(path, model={"w": torch.zeros(2)}, epoch=2, hook=lambda: None)  # a lambda cannot be pickled
+    assert torch.load(path)["epoch"] == 1
+    assert [p.name for p in path.parent.iterdir()] == ["run.pt"]  # no temporary left behind

@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ResbookError
+from ..files import atomic_write
 from .. import settings
 from ..settings import progress_bar, tensorboard_without_tensorflow
 
@@ -98,12 +99,11 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 
 def save_checkpoint(path: str | os.PathLike, **state) -> None:
-    """``torch.save`` to a temp file beside ``path``, then rename: never a half-written checkpoint."""
+    """``torch.save(state)`` to ``path`` through :func:`resbook.files.atomic_write`: never a half-written checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    with atomic_write(path) as f:
+        torch.save(state, f)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
@@ -128,78 +128,54 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train: Batch, val: B
         verbose: bool = True, name: str = "") -> dict[str, list]:
     """Train ``model`` on in-memory tensors ``train = (x, y)`` and return its history.
 
-    ``scheduler`` is stepped once per optimisation step (e.g. OneCycleLR).
-    ``augment`` maps a batch of inputs on the device to an augmented batch.
-    With ``checkpoint``, the model, optimizer, scheduler and history are saved
-    after every epoch and a later call with the same path resumes after the
-    last finished epoch. ``on_epoch_end(epoch, history)`` is called after
-    each epoch (TensorBoard logging uses it).
+    Every epoch is three steps: one pass of training over the shuffled data,
+    :func:`evaluate` on ``val`` (if given), and :func:`save_checkpoint` (with
+    ``checkpoint``). ``scheduler`` is stepped once per optimisation step
+    (e.g. OneCycleLR). ``augment`` maps a batch of inputs on the device to an
+    augmented batch. With ``checkpoint``, the model, optimizer, scheduler and
+    history are saved after every epoch, and a later call with the same path
+    resumes after the last finished epoch. ``on_epoch_end(epoch, history)``
+    is called after each epoch (chapter 5 logs to TensorBoard with it).
+
+    ``fit`` seeds no global random generator: a run is seeded once, by
+    :func:`resbook.settings.seed_everything` (which
+    :func:`resbook.settings.describe_run` calls), and the initial weights and
+    ``augment``'s draws come from there. Only the order of the examples is
+    drawn from a generator of fit's own, seeded from ``seed`` and the epoch,
+    so that a resumed run shuffles exactly as an uninterrupted one.
     """
     device = device or default_device()
     dtype = autocast_dtype(device, precision)
+    prefix = f"{name}: " if name else ""
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     x_train, y_train = train[0].to(device), train[1].to(device)
-    if val is not None:
-        val = (val[0].to(device), val[1].to(device))
-    history: dict[str, list] = {k: [] for k in ("epoch", "loss", "accuracy", "val_loss",
-                                                 "val_accuracy", "time_s", "step_loss")}
-    start_epoch = 0
-    if checkpoint is not None and Path(checkpoint).exists():
-        state = load_checkpoint(checkpoint, map_location=device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler") is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        history = state["history"]
-        start_epoch = state["epoch"]
-        if verbose:
-            print(f"{name + ': ' if name else ''}resumed from {checkpoint} after epoch {start_epoch}")
-    if verbose and start_epoch == 0:
-        layout = ", channels_last" if channels_last else ""
-        where = settings.device() if device.type == "cpu" else device.type
-        print(f"{name + ': ' if name else ''}training on {where} with {'float32' if dtype is None else 'bf16 autocast'}{layout}, "
-              f"batch {batch_size}, {len(x_train)} examples")
+    val = None if val is None else (val[0].to(device), val[1].to(device))
+    history, start_epoch = _resume(checkpoint, model, optimizer, scheduler, device)
+    if verbose and start_epoch:
+        print(f"{prefix}resumed from {checkpoint} after epoch {start_epoch}")
+    elif verbose:
+        where = settings.device_description() if device.type == "cpu" else device.type
+        print(f"{prefix}training on {where} with {'float32' if dtype is None else 'bf16 autocast'}"
+              f"{', channels_last' if channels_last else ''}, batch {batch_size}, {len(x_train)} examples")
     steps_per_epoch = -(-len(x_train) // batch_size)
     bar = progress_bar(total=steps_per_epoch * (epochs - start_epoch), show=verbose, desc=name or "train",
                        leave=False)
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
-        model.train()
-        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        for xb, yb in batches(x_train, y_train, batch_size, shuffle=True, generator=gen):
-            xb = _prepare(augment(xb) if augment else xb, device, channels_last)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = model(xb)
-                loss = F.cross_entropy(logits.float(), yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            detached = loss.detach()
-            loss_sum += detached * len(yb)
-            correct += (logits.argmax(1) == yb).sum()
-            history["step_loss"].append(detached)
-            bar.update(1)
-        history["step_loss"][-steps_per_epoch:] = [float(v) for v in history["step_loss"][-steps_per_epoch:]]
-        history["epoch"].append(epoch + 1)
-        history["loss"].append(loss_sum.item() / len(x_train))
-        history["accuracy"].append(correct.item() / len(x_train))
+        order = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        scores = _train_epoch(model, optimizer, x_train, y_train, batch_size, order, scheduler=scheduler,
+                              augment=augment, dtype=dtype, channels_last=channels_last, on_step=bar.update)
         if val is not None:
             ev = evaluate(model, *val, device=device, precision=precision, channels_last=channels_last)
-            history["val_loss"].append(ev["loss"])
-            history["val_accuracy"].append(ev["accuracy"])
-        history["time_s"].append(time.perf_counter() - t0)
+            scores.update(val_loss=ev["loss"], val_accuracy=ev["accuracy"])
+        history["step_loss"] += scores.pop("step_loss")
+        for key, value in {"epoch": epoch + 1, **scores, "time_s": time.perf_counter() - t0}.items():
+            history[key].append(value)
         if verbose:
-            line = (f"{name + ': ' if name else ''}epoch {epoch + 1}/{epochs}  "
-                    f"loss {history['loss'][-1]:.4f}  accuracy {history['accuracy'][-1]:.4f}")
-            if val is not None:
-                line += f"  val_loss {history['val_loss'][-1]:.4f}  val_accuracy {history['val_accuracy'][-1]:.4f}"
-            bar.write(line + f"  ({history['time_s'][-1]:.1f} s)")
+            bar.write(prefix + f"epoch {epoch + 1}/{epochs}  " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items())
+                      + f"  ({history['time_s'][-1]:.1f} s)")
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, history)
         if checkpoint is not None:
@@ -208,6 +184,52 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train: Batch, val: B
                             epoch=epoch + 1, history=history)
     bar.close()
     return history
+
+
+def _resume(checkpoint: str | os.PathLike | None, model: nn.Module, optimizer: torch.optim.Optimizer,
+            scheduler, device: torch.device) -> tuple[dict[str, list], int]:
+    """``(history, finished epochs)`` of ``checkpoint``, whose states are loaded into model, optimizer and
+    scheduler; an empty history and 0 if there is no checkpoint yet."""
+    if checkpoint is None or not Path(checkpoint).exists():
+        return {k: [] for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "time_s", "step_loss")}, 0
+    state = load_checkpoint(checkpoint, map_location=device)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state.get("scheduler") is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    return state["history"], state["epoch"]
+
+
+def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                 batch_size: int, order: torch.Generator, scheduler=None,
+                 augment: Callable[[torch.Tensor], torch.Tensor] | None = None, dtype: torch.dtype | None = None,
+                 channels_last: bool = True, on_step: Callable[[int], object] | None = None) -> dict:
+    """One pass over ``(x, y)`` (on the device) in the random order ``order`` draws, one optimizer step per batch.
+
+    Returns the epoch's mean ``loss`` and ``accuracy`` (of the weights as they
+    changed during the epoch) and ``step_loss``, the loss of every step.
+    """
+    model.train()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    step_loss = []
+    for xb, yb in batches(x, y, batch_size, shuffle=True, generator=order):
+        xb = _prepare(augment(xb) if augment else xb, x.device, channels_last)
+        with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
+            logits = model(xb)
+            loss = F.cross_entropy(logits.float(), yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        step_loss.append(loss.detach())  # kept on the device: no wait for the GPU inside the loop
+        loss_sum += step_loss[-1] * len(yb)
+        correct += (logits.argmax(1) == yb).sum()
+        if on_step is not None:
+            on_step(1)
+    return {"loss": loss_sum.item() / len(x), "accuracy": correct.item() / len(x),
+            "step_loss": torch.stack(step_loss).tolist()}
 
 
 def as_tensors(images, labels, mean: float | tuple = 0.0, std: float | tuple = 1.0) -> Batch:
