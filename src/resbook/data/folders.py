@@ -17,6 +17,15 @@ and byte-identical copies are dropped. :func:`split` is a seeded, stratified
 split into index arrays, so the Keras and the PyTorch chapter train on the
 same images. :func:`load_images` decodes and resizes each image once and
 caches the result under ``cache_dir()/decoded/``.
+
+A random split of one folder still flatters when a photo is in it twice, once
+resized or recompressed: :func:`near_duplicates` counts the validation images
+whose :func:`difference_hash` is within a few bits of a training image's, and
+:func:`split_by_source` separates a folder's images by the release they came
+from (by file name), so a model can be tested on photos from elsewhere::
+
+    near = near_duplicates(hashes(index), parts.train, parts.val, max_distance=4)
+    tf_flowers, others = split_by_source(index, "flower_photos")
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ import zipfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -45,6 +54,7 @@ SHOWN = 3  # how many file names a one-line summary quotes
 MIN_TO_SPLIT = 2  # images a class needs so that split() puts one in training and one in validation
 SIXTEEN_BIT_FORMATS = frozenset({"PNG", "PPM"})  # at most 16 bits a sample; PIL calls PGM and PPM "PPM"
 CACHE_VERSION = 3  # bump when load_images' decoding changes, so old caches are not reused
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, eq=False)
@@ -361,12 +371,22 @@ def _gone(path: str | os.PathLike) -> ResbookError:
 
 def decode_image(path: str | os.PathLike, size: int) -> np.ndarray:
     """One image file as ``uint8[size, size, 3]``, decoded as :func:`load_images` decodes every image."""
-    path = as_path(path, "an image")
     _check_size(size)
+    return _opened(path, lambda img: np.asarray(img.resize((size, size), Image.BILINEAR)), draft=(size, size))
+
+
+def _opened(path: str | os.PathLike, use: Callable[[Image.Image], T], draft: tuple[int, int] | None = None) -> T:
+    """``use(image)`` of the image file at ``path`` as RGB (:func:`to_rgb`), JPEGs decoded at ``draft`` scale.
+
+    The one place an image file is opened for its pixels; a missing or
+    undecodable file gets one :class:`ResbookError` sentence.
+    """
+    path = as_path(path, "an image")
     try:
         with Image.open(path) as img:
-            img.draft(None, (size, size))
-            return np.asarray(to_rgb(img).resize((size, size), Image.BILINEAR))
+            if draft is not None:
+                img.draft(None, draft)
+            return use(to_rgb(img))
     except FileNotFoundError:
         raise _gone(path) from None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -438,3 +458,140 @@ def load_images(index: FolderIndex, size: int = 64, cache: bool = True,
                 warnings.warn(f"Could not cache the decoded images in {path} ({brief(exc)}); they will be "
                               "decoded again next time.", stacklevel=2)
     return x, index.labels.copy()
+
+
+# ----------------------------------------------------------------------------- near-duplicates and sources
+
+HASH_BITS = 64  # of the difference hash that hashes() computes (size 8)
+_POPCOUNT16 = np.array([bin(i).count("1") for i in range(1 << 16)], dtype=np.uint8)  # set bits of each uint16
+_PAIRS_AT_ONCE = 1 << 22  # hash pairs compared in one numpy step: 32 MiB of uint64
+
+
+def difference_hash(image: Image.Image | np.ndarray, size: int = 8) -> int:
+    """The difference hash (dHash) of an image: ``size * size`` bits that survive resizing and re-encoding.
+
+    The image (a PIL image of any mode, or a ``uint8`` array) is made grey
+    and shrunk to ``size + 1`` by ``size`` pixels with PIL's Lanczos filter;
+    each bit says whether a pixel is darker than its right-hand neighbour,
+    row by row, the first bit the most significant (as the ``imagehash``
+    package computes it). Copies of one photo that were resized, recompressed
+    or slightly brightened differ in a few bits; different photos in about
+    half of them. ``size=8`` gives the usual 64-bit hash.
+    """
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3):
+            raise ResbookError(f"difference_hash() needs a PIL image or a uint8 array of shape (h, w) or (h, w, 3), "
+                               f"not a {image.dtype} array of shape {image.shape}.")
+        image = Image.fromarray(image)
+    elif not isinstance(image, Image.Image):
+        raise ResbookError(f"difference_hash() needs a PIL image or a uint8 array, not {type(image).__name__}: "
+                           "open the file with PIL.Image.open or pass decode_image's array.")
+    _check_size(size)
+    grey = np.asarray(to_rgb(image).convert("L").resize((size + 1, size), Image.LANCZOS), dtype=np.int16)
+    bits = (grey[:, 1:] > grey[:, :-1]).ravel()
+    return int("".join("1" if b else "0" for b in bits), 2)
+
+
+def hashes(index: FolderIndex, progress: bool = True) -> np.ndarray:
+    """The 64-bit :func:`difference_hash` of every image of ``index``, as ``uint64[n]`` in the order of ``files``.
+
+    Each file is opened as :func:`load_images` opens it (converted to RGB,
+    but at full resolution: the hash shrinks it itself).
+    """
+    _check_index(index, "hashes")
+    bar = progress_bar(index.paths, show=progress, desc=f"hashing {index.root.name}", unit="img", leave=False)
+    return np.array([_opened(p, difference_hash) for p in bar], dtype=np.uint64)
+
+
+def _check_positions(positions: object, name: str, n: int) -> np.ndarray:
+    """``positions`` as int64 indices into ``n`` hashes, or one ResbookError sentence."""
+    array = np.asarray(positions)
+    if array.ndim != 1 or not (np.issubdtype(array.dtype, np.integer) or array.size == 0):
+        raise ResbookError(f"{name} must be a 1-D array of image indices (such as split(...).{name[:-4]}), "
+                           f"not {type(positions).__name__} of shape {array.shape}.")
+    if array.size and (array.min() < 0 or array.max() >= n):
+        raise ResbookError(f"{name} holds indices outside 0..{n - 1}: it must index the same images as the hashes "
+                           "(use the split of the index that hashes() was given).")
+    return array.astype(np.int64)
+
+
+def nearest(hashes: np.ndarray, train_idx: Sequence[int], val_idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """For each validation image, the Hamming distance to the closest training image's hash, and which image that is.
+
+    ``hashes`` comes from :func:`hashes`, ``train_idx`` and ``val_idx`` from
+    :func:`split`. Returns ``(distance: int64[len(val_idx)], closest: int64[len(val_idx)])``,
+    ``closest`` an index into the same images as ``train_idx``. All pairs are
+    compared: XOR of the hashes, then the set bits counted with a table of
+    the 65,536 16-bit values.
+    """
+    hashes = np.asarray(hashes)
+    if hashes.ndim != 1 or hashes.dtype != np.uint64:
+        raise ResbookError(f"hashes must be the uint64 array that hashes(index) returns, not a {hashes.dtype} "
+                           f"array of shape {hashes.shape}.")
+    train = _check_positions(train_idx, "train_idx", len(hashes))
+    val = _check_positions(val_idx, "val_idx", len(hashes))
+    if not train.size:
+        raise ResbookError("train_idx is empty: there is no training image to compare the validation images with.")
+    distance, closest = np.empty(len(val), np.int64), np.empty(len(val), np.int64)
+    rows = max(1, _PAIRS_AT_ONCE // len(train))
+    for start in range(0, len(val), rows):
+        xor = hashes[val[start:start + rows], None] ^ hashes[None, train]
+        bits = _POPCOUNT16[xor.view(np.uint16)].reshape(*xor.shape, 4).sum(axis=-1, dtype=np.int64)
+        best = bits.argmin(axis=1)
+        distance[start:start + rows] = bits[np.arange(len(best)), best]
+        closest[start:start + rows] = train[best]
+    return distance, closest
+
+
+def near_duplicates(hashes: np.ndarray, train_idx: Sequence[int], val_idx: Sequence[int],
+                    max_distance: int = 4) -> np.ndarray:
+    """The validation images whose hash is within ``max_distance`` bits of some training image's.
+
+    A random split of one folder puts copies of a photo (resized,
+    recompressed, brightened: not byte-identical, so :func:`index_folder`
+    kept both) on both sides, and validation accuracy then partly measures
+    memory. Returns the sorted entries of ``val_idx`` that have such a
+    near-duplicate in training; ``max_distance=0`` finds equal hashes only.
+    See :func:`nearest` for the distances themselves.
+    """
+    if not _is_number(max_distance, numbers.Integral) or not 0 <= max_distance <= HASH_BITS:
+        raise ResbookError(f"max_distance={max_distance!r} is not a number of differing bits: use a whole number "
+                           f"from 0 to {HASH_BITS}, e.g. 4.")
+    distance, _ = nearest(hashes, train_idx, val_idx)  # checks the indices too
+    return np.sort(np.asarray(val_idx, dtype=np.int64)[distance <= max_distance])
+
+
+def _image_names(folder: Path) -> set[str]:
+    """The file names (without folders) of the images anywhere below ``folder``, hidden ones left out."""
+    names = set()
+    for _, subfolders, files in os.walk(folder):
+        subfolders[:] = [d for d in subfolders if not _hidden(d)]
+        names.update(n for n in files if not _hidden(n) and Path(n).suffix.lower() in IMAGE_SUFFIXES)
+    return names
+
+
+def split_by_source(index: FolderIndex, reference_folder: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``index`` by where its images came from: ``(in_reference, not_in_reference)`` index arrays.
+
+    An image is in the reference when its file name is that of an image
+    anywhere in ``reference_folder``. Kaggle's flowers-recognition, for one,
+    took much of TensorFlow's flower_photos under the same file names, so
+    ``split_by_source(index_folder("flowers-recognition"), "flower_photos")``
+    separates those photos from the others, and a model can be trained on
+    one part and tested on the other. Names are matched without their class
+    folder, since two releases name classes differently ("rose", "roses")
+    and may file a photo under another class. Raises :class:`ResbookError`
+    when ``reference_folder`` is not a folder or shares no file name with
+    ``index``.
+    """
+    _check_index(index, "split_by_source")
+    reference = as_path(reference_folder, "a reference folder")
+    if not reference.is_dir():
+        raise ResbookError(f"Reference folder {reference} {'is a file' if reference.exists() else 'does not exist'}: "
+                           "point split_by_source at the folder whose images' file names mark the first part.")
+    names = _image_names(reference)
+    inside = np.array([Path(f).name in names for f in index.files], dtype=bool)
+    if not inside.any():
+        raise ResbookError(f"No image of {index.root} has the file name of an image in {reference}: the two "
+                           "folders share no photos by name, so they cannot split it by source.")
+    return np.flatnonzero(inside).astype(np.int64), np.flatnonzero(~inside).astype(np.int64)
