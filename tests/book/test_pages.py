@@ -14,6 +14,9 @@ the system one, `$CHROMIUM` or `chromium` on the PATH). Each page must:
   math element holding an `mjx-container`;
 * show Markdown tables (the notebooks print their results tables as Markdown) as tables,
   not as rows of `|` and `---`;
+* keep everything inside the text column: code and outputs wrap at its edge (no line cut off
+  at the edge of its box), and a table, image or displayed equation wider than the column
+  scrolls sideways inside a box that fits it (see book/static/book.css);
 * (chapters) show at least as many rendered images in cell outputs as the notebook has PNG
   outputs, and an "Open in Colab" button for that notebook in the configured repository,
   whose first cell installs the book from that same repository (on Colab only).
@@ -106,6 +109,18 @@ INSPECT = """async () => {
     return img.decode().catch(() => null);
   }));
   await document.fonts.ready;
+  // The text column, and what does not fit it: a <pre> whose lines run past its box (cut off,
+  // or hidden behind a scroll bar), or a wide element that is not inside a scrolling box that fits.
+  const column = document.querySelector('article.bd-article') || document.querySelector('main');
+  const edge = column.getBoundingClientRect();
+  const outside = r => r.left < edge.left - 1 || r.right > edge.right + 1;
+  const scroller = el => {
+    for (let e = el; e && e !== column; e = e.parentElement)
+      if (['auto', 'scroll'].includes(getComputedStyle(e).overflowX)) return e;
+    return null;
+  };
+  const shown = e => e.getClientRects().length > 0;
+  const name = e => `<${e.tagName.toLowerCase()}> "${e.textContent.trim().replace(/\s+/g, ' ').slice(0, 60)}"`;
   const prose = document.querySelector('main').cloneNode(true);
   prose.querySelectorAll('pre, code, script, style, textarea, mjx-container').forEach(e => e.remove());
   return {
@@ -118,6 +133,13 @@ INSPECT = """async () => {
       .map(e => e.textContent.slice(0, 80)),
     mjxContainers: document.querySelectorAll('mjx-container').length,
     proseText: prose.textContent,
+    unwrapped: [...column.querySelectorAll('pre')].filter(shown)
+      .filter(e => e.scrollWidth > e.clientWidth + 1 || outside(e.getBoundingClientRect())).map(name),
+    tooWide: [...column.querySelectorAll('table, img, mjx-container[display="true"], .cell_output > *')]
+      .filter(shown).filter(e => {
+        const box = scroller(e);
+        return outside((box || e).getBoundingClientRect()) || (!box && e.scrollWidth > e.clientWidth + 1);
+      }).map(name),
   };
 }"""
 
@@ -136,6 +158,8 @@ class Visit:
     math_untypeset: list[str]
     mjx_containers: int
     prose_text: str
+    unwrapped: list[str]  # <pre> blocks whose lines do not fit their box
+    too_wide: list[str]   # tables, images, equations, outputs wider than the column and not scrollable
 
 
 @pytest.fixture(scope="session")
@@ -199,7 +223,8 @@ def visit(server, browser):
         seen[path] = Visit(path=path, url=page.url, status=response.status if response else None,
                            errors=errors, links=facts["links"], images=facts["images"], math=facts["math"],
                            math_untypeset=facts["mathUntypeset"], mjx_containers=facts["mjxContainers"],
-                           prose_text=facts["proseText"])
+                           prose_text=facts["proseText"], unwrapped=facts["unwrapped"],
+                           too_wide=facts["tooWide"])
         context.close()
         return seen[path]
 
@@ -263,6 +288,16 @@ RAW_TABLE_ROW = re.compile(r"\|\s*:?[-\u2013\u2014]{1,}:?\s*\|\s*:?[-\u2013\u201
 @pytest.mark.parametrize("path", PAGES + SPHINX_PAGES)
 def test_markdown_tables_are_rendered(visit, path):
     assert RAW_TABLE_ROW.findall(visit(path).prose_text) == []
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_code_and_outputs_wrap_inside_the_column(visit, path):
+    assert visit(path).unwrapped == [], f"{path}: lines of code or output run past the column"
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_wide_tables_scroll_inside_the_column(visit, path):
+    assert visit(path).too_wide == [], f"{path}: wider than the text column and not in a box that scrolls"
 
 
 @pytest.mark.parametrize("path", CHAPTERS)
