@@ -1,4 +1,6 @@
 import io
+import subprocess
+import sys
 
 import matplotlib
 
@@ -134,8 +136,6 @@ def test_stage_layout_refuses_a_bad_row_in_one_sentence(rows, words):
 
 
 def test_diagrams_import_no_framework():
-    import subprocess
-    import sys
     code = "import sys, resbook.diagrams; print(*(m for m in ('tensorflow', 'torch', 'keras') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == ""
