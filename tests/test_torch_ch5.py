@@ -1,7 +1,9 @@
 """Chapter 5: the article's MNIST ResNet, its match with torchvision, and TensorBoard logging."""
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,13 +17,29 @@ from resbook.errors import ResbookError
 from resbook.models.torch_resnet import (BasicBlock, ZeroPadShortcut, count_parameters, mnist_resnet,
                                          output_shapes, parameters_by_child)
 from resbook.records import read_scalars, tensorboard_dir
-from resbook.train.torch_loop import TensorBoardLogger, as_tensors, evaluate, fit, random_shift
+from resbook.train.torch_loop import as_tensors, evaluate, fit, random_shift
 
 CPU = torch.device("cpu")
 ARTICLE_SHAPES = [("conv1", (2, 64, 14, 14)), ("bn1", (2, 64, 14, 14)), ("relu", (2, 64, 14, 14)),
                   ("maxpool", (2, 64, 7, 7)), ("layer1", (2, 64, 7, 7)), ("layer2", (2, 128, 4, 4)),
                   ("layer3", (2, 256, 2, 2)), ("avgpool", (2, 256, 1, 1)), ("fc", (2, 10))]
 PROJECTIONS = (64 * 128 + 2 * 128) + (128 * 256 + 2 * 256)  # two 1x1 convolutions + their BatchNorms
+CHAPTER = Path(__file__).resolve().parents[1] / "notebooks" / "05_pytorch_resnet_tensorboard.ipynb"
+
+
+def chapter_logging_code() -> str:
+    """The source of chapter 5's TensorBoard logging cell (``log_inputs``, ``tensorboard_hook``)."""
+    cells = ["".join(cell["source"]) for cell in json.loads(CHAPTER.read_text(encoding="utf-8"))["cells"]
+             if cell["cell_type"] == "code" and "def tensorboard_hook" in "".join(cell["source"])]
+    assert len(cells) == 1
+    return cells[0]
+
+
+def chapter_logging() -> dict:
+    """What chapter 5's logging cell defines, run as the chapter runs it."""
+    namespace = {"settings": settings}
+    exec(chapter_logging_code(), namespace)
+    return namespace
 
 
 @pytest.fixture(scope="module")
@@ -121,16 +139,17 @@ def _tiny_run(digits, log_dir, epochs, checkpoint=None, log_model=False):
     model = mnist_resnet(widths=(8, 16), in_channels=1)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, 0.05, total_steps=3 * 4)
-    with TensorBoardLogger(log_dir, model, opt) as tb:
+    chapter = chapter_logging()
+    with chapter["SummaryWriter"](log_dir) as writer:
         if log_model:
-            tb.log_model(digits[0][0][:4], random_shift(digits[0][0][:8]))
+            chapter["log_inputs"](writer, model, random_shift(digits[0][0][:8]))
         hist = fit(model, opt, (digits[0][0][:256], digits[0][1][:256]), digits[1], epochs=epochs,
                    batch_size=64, scheduler=sched, device=CPU, verbose=False, checkpoint=checkpoint,
-                   on_epoch_end=tb)
+                   on_epoch_end=chapter["tensorboard_hook"](writer, model, opt))
     return hist
 
 
-def test_tensorboard_logger_writes_what_read_scalars_returns(digits, tmp_path):
+def test_chapter_logging_writes_what_read_scalars_returns(digits, tmp_path):
     log_dir = tmp_path / "tb"
     hist = _tiny_run(digits, log_dir, epochs=2, log_model=True)
     scalars = read_scalars(log_dir)
@@ -176,21 +195,25 @@ def test_tensorboard_dir_is_under_runs(tmp_path, monkeypatch):
 
 LOGGING_WITHOUT_TENSORFLOW = """
 import sys, torch
+from resbook import settings
 from resbook.models.torch_resnet import mnist_resnet
 from resbook.records import read_scalars
-from resbook.train.torch_loop import TensorBoardLogger
+exec(sys.argv[2])  # chapter 5's logging cell
 model = mnist_resnet(widths=(8,))
-with TensorBoardLogger(sys.argv[1], model) as tb:
-    tb.log_model(torch.randn(2, 1, 28, 28))
-    tb(1, {"epoch": [1], "loss": [0.5], "step_loss": [0.5]})
+model(torch.randn(2, 1, 28, 28)).sum().backward()
+with SummaryWriter(sys.argv[1]) as writer:
+    log_inputs(writer, model, torch.randn(2, 1, 28, 28))
+    hook = tensorboard_hook(writer, model, torch.optim.SGD(model.parameters(), lr=0.1))
+    hook(1, {"epoch": [1], "loss": [0.5], "val_loss": [0.6], "accuracy": [0.8], "val_accuracy": [0.7],
+             "step_loss": [0.5]})
 assert read_scalars(sys.argv[1])["loss/train"][1].tolist() == [0.5]
 print("tensorflow imported:", "tensorflow" in sys.modules)
 """
 
 
-def test_tensorboard_logging_does_not_import_tensorflow(tmp_path):
+def test_chapter_logging_does_not_import_tensorflow(tmp_path):
     """torch's SummaryWriter would load all of TensorFlow (when installed) just for file I/O."""
-    out = subprocess.run([sys.executable, "-c", LOGGING_WITHOUT_TENSORFLOW, str(tmp_path / "tb")],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", LOGGING_WITHOUT_TENSORFLOW, str(tmp_path / "tb"),
+                          chapter_logging_code()], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "tensorflow imported: False" in out.stdout

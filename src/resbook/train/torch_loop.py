@@ -13,17 +13,15 @@ History is a dict of per-epoch lists, like Keras' ``History.history``:
 (one value per optimisation step).
 
 Also here: :func:`random_shift`, an augmentation that works on a batch
-already on the device (``fit(..., augment=...)``), and
-:class:`TensorBoardLogger`, which writes a run to TensorBoard through
-``torch.utils.tensorboard`` (``fit(..., on_epoch_end=logger)``);
-:func:`resbook.records.read_scalars` reads the event files back.
+already on the device (``fit(..., augment=...)``). ``fit(...,
+on_epoch_end=...)`` is the hook a chapter logs with: chapter 5 writes its
+TensorBoard logging there, with ``torch.utils.tensorboard``.
 """
 
 from __future__ import annotations
 
 import os
 import time
-import warnings
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -34,7 +32,7 @@ from torch.nn import functional as F
 from ..errors import ResbookError
 from ..files import atomic_write
 from .. import settings
-from ..settings import progress_bar, tensorboard_without_tensorflow
+from ..settings import progress_bar
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -260,75 +258,3 @@ def random_shift(x: torch.Tensor, max_shift: int = 2) -> torch.Tensor:
     cols = offsets[1] + torch.arange(w, device=x.device)  # [n, w]
     out = padded.gather(2, rows[:, None, :, None].expand(n, c, h, padded.shape[3]))
     return out.gather(3, cols[:, None, None, :].expand(n, c, h, w))
-
-
-class TensorBoardLogger:
-    """Write a :func:`fit` run to TensorBoard: pass it as ``fit(..., on_epoch_end=logger)``.
-
-    After every epoch it logs, under ``log_dir``:
-
-    * scalars ``loss/train``, ``loss/val``, ``accuracy/train``, ``accuracy/val``
-      and ``learning_rate`` (the optimizer's rate at the end of the epoch),
-      with the epoch as step, and ``step/loss`` with the optimisation step;
-    * histograms ``weights/<parameter>`` and ``gradients/<parameter>`` (the
-      gradient of the epoch's last step) every ``histograms_every`` epochs
-      (0: never).
-
-    :meth:`log_model` adds the model graph and a grid of sample input images
-    once, before training. Use it as a context manager (or call
-    :meth:`close`) so the last events reach the disk. A run that resumes
-    from a checkpoint logs into the same folder with a new logger; TensorBoard
-    and :func:`resbook.records.read_scalars` join the event files.
-    """
-
-    def __init__(self, log_dir: str | os.PathLike, model: nn.Module,
-                 optimizer: torch.optim.Optimizer | None = None, histograms_every: int = 1):
-        tensorboard_without_tensorflow()
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.log_dir = Path(log_dir)
-        self.model, self.optimizer, self.histograms_every = model, optimizer, histograms_every
-        self.writer = SummaryWriter(str(self.log_dir))
-
-    def log_model(self, example: torch.Tensor, images: torch.Tensor | None = None, max_images: int = 32) -> None:
-        """Log the model graph (traced on ``example``, a batch of inputs) and sample ``images``.
-
-        ``images`` (``[n, C, H, W]``, any range; e.g. an augmented training
-        batch) are rescaled to [0, 1] for display; defaults to ``example``.
-        """
-        device = next(self.model.parameters()).device
-        with warnings.catch_warnings():  # add_graph uses torch.jit.trace, which warns that it is deprecated
-            warnings.simplefilter("ignore")
-            self.writer.add_graph(self.model, example[:2].to(device))
-        shown = (example if images is None else images)[:max_images].detach().float().cpu()
-        lo, hi = shown.min(), shown.max()
-        self.writer.add_images("samples", (shown - lo) / (hi - lo).clamp_min(1e-8), 0)
-        self.writer.flush()
-
-    def __call__(self, epoch: int, history: dict[str, list]) -> None:
-        w = self.writer
-        for key, tag in (("loss", "loss/train"), ("val_loss", "loss/val"),
-                         ("accuracy", "accuracy/train"), ("val_accuracy", "accuracy/val")):
-            if history.get(key):
-                w.add_scalar(tag, history[key][-1], epoch)
-        if self.optimizer is not None:
-            w.add_scalar("learning_rate", self.optimizer.param_groups[0]["lr"], epoch)
-        steps = history.get("step_loss", [])
-        per_epoch = len(steps) // max(len(history.get("epoch", [])), 1)
-        for i in range(len(steps) - per_epoch, len(steps)):  # this epoch's steps (the history may be resumed)
-            w.add_scalar("step/loss", float(steps[i]), i + 1)
-        if self.histograms_every and epoch % self.histograms_every == 0:
-            for name, p in self.model.named_parameters():
-                w.add_histogram(f"weights/{name}", p.detach().float().cpu(), epoch)
-                if p.grad is not None:
-                    w.add_histogram(f"gradients/{name}", p.grad.detach().float().cpu(), epoch)
-        w.flush()
-
-    def close(self) -> None:
-        self.writer.close()
-
-    def __enter__(self) -> "TensorBoardLogger":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
