@@ -45,6 +45,9 @@ NOTEBOOK_ENV = {
     "TQDM_DISABLE": "1",  # no progress bars in stored outputs
     "MPLBACKEND": "module://matplotlib_inline.backend_inline",
     "PYTHONHASHSEED": "0",
+    # TensorFlow reads these at import, which a chapter's first cell does (settings.TENSORFLOW_ENV says why):
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "TF_ENABLE_ONEDNN_OPTS": "1",
 }
 
 

@@ -92,3 +92,11 @@ def test_collect_refuses_an_archive_with_anything_else_and_writes_nothing(runner
 
     assert "nothing was unpacked" in capsys.readouterr().err
     assert not (tmp_path / "notebooks" / "02_resnet50_keras.ipynb").exists()
+
+
+def test_notebook_env_sets_tensorflows_variables_like_settings(runner):
+    """Chapters import keras in their first cell, so the kernel's environment must carry settings.TENSORFLOW_ENV."""
+    from resbook.settings import TENSORFLOW_ENV
+
+    for key, value in TENSORFLOW_ENV.items():
+        assert runner.NOTEBOOK_ENV[key] == value
