@@ -31,15 +31,6 @@ def test_every_remote_is_well_formed(name):
         assert src.path in {r.filename for r in src.remotes} or src.path.startswith("flower_photos/")
 
 
-def test_keras_weights_match_the_installed_keras():
-    from keras.src.applications import resnet
-    for model in ("resnet50", "resnet152"):
-        for top, md5 in zip((True, False), resnet.WEIGHTS_HASHES[model]):
-            (remote,) = SOURCES[f"keras_{model}" + ("" if top else "_notop")].remotes
-            assert remote.url == resnet.BASE_WEIGHTS_PATH + remote.filename
-            assert remote.filename.endswith("_notop.h5") != top and remote.hash_value == md5
-
-
 def test_oxford_md5_and_names_match_torchvision():
     from torchvision.datasets import Flowers102
     for remote in SOURCES["oxford102"].remotes:

@@ -26,7 +26,6 @@ import shutil
 import subprocess
 import sys
 import types
-import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
@@ -52,12 +51,11 @@ def prepare_tensorflow() -> None:
 
     TensorFlow reads these variables once, at import, so the Keras modules of
     :mod:`resbook` call this just before ``import keras``; importing
-    :mod:`resbook` itself sets nothing. Too late (a warning) once TensorFlow
-    is imported.
+    :mod:`resbook` itself sets nothing. Once TensorFlow is imported (a chapter
+    imports keras in its first cell) it does nothing: the book's kernels get
+    the same variables from ``book/run_notebooks.py``'s environment instead.
     """
     if "tensorflow" in sys.modules:
-        warnings.warn("prepare_tensorflow() was called after TensorFlow was imported: it has no effect now.",
-                      stacklevel=2)
         return
     for key, value in TENSORFLOW_ENV.items():
         os.environ.setdefault(key, value)

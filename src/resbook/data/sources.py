@@ -9,7 +9,7 @@ themselves check, copied from their code:
 * Oxford 102 Flowers: the md5 values of torchvision's ``Flowers102``.
 * MNIST: the four idx files of torchvision's mirror (md5 and size).
 
-``tests/test_sources.py`` compares these values with the installed Keras and
+``tests/test_sources.py`` compares these values with the installed
 torchvision, so a change upstream shows up as a failing test.
 """
 

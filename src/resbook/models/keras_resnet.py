@@ -22,7 +22,11 @@ from collections.abc import Iterable
 from numbers import Integral
 from typing import Sequence
 
-import keras
+from ..settings import prepare_tensorflow
+
+prepare_tensorflow()  # TensorFlow reads its variables when Keras imports it
+
+import keras  # noqa: E402
 from keras import layers
 
 from ..errors import ResbookError

@@ -24,7 +24,11 @@ from pathlib import Path
 from typing import Sequence
 
 import h5py
-import keras
+from ..settings import prepare_tensorflow
+
+prepare_tensorflow()  # TensorFlow reads its variables when Keras imports it
+
+import keras  # noqa: E402
 import numpy as np
 from keras import layers
 

@@ -28,7 +28,11 @@ import os
 import time
 from typing import Callable, Sequence
 
-import keras
+from ..settings import prepare_tensorflow
+
+prepare_tensorflow()  # TensorFlow reads its variables when Keras imports it
+
+import keras  # noqa: E402
 import numpy as np
 from keras import layers, ops
 
