@@ -229,6 +229,8 @@ def _torch_case(name: str, steps: int, rounds: int, on_gpu: bool) -> dict:
     from torch.utils.data import DataLoader, TensorDataset
     from torch.utils.flop_counter import FlopCounterMode
 
+    from resbook import settings
+    from resbook.data.mnist import MNIST_MEAN, MNIST_STD
     from resbook.models.torch_resnet import cifar_resnet, mnist_resnet
     from resbook.train.torch_loop import as_tensors, autocast_dtype, default_device, fit
 
@@ -237,10 +239,10 @@ def _torch_case(name: str, steps: int, rounds: int, on_gpu: bool) -> dict:
     classes = case.classes
     device = default_device()
     x_np, y_np = _images(batch * steps, side, 1, classes)
-    x, y = as_tensors(x_np[..., 0], y_np, mean=0.1307, std=0.3081)
+    x, y = as_tensors(x_np[..., 0], y_np, mean=MNIST_MEAN, std=MNIST_STD)
 
     def build():
-        torch.manual_seed(0)
+        settings.seed_everything(0)  # the same initial weights both ways
         return cifar_resnet(56, in_channels=1) if case.model == "cifar_resnet56" else mnist_resnet()
 
     # plain: a DataLoader on the host, NCHW float32, one copy per batch
