@@ -18,15 +18,23 @@
 * :func:`fit`: compile + fit with in-memory arrays, one line per epoch in
   stored outputs (a progress bar when interactive), and epoch times in the
   history.
+* :func:`save_classifier` / :func:`load_classifier`: a trained model as a
+  ``.keras`` file with its class names beside it, which ``resbook predict``
+  loads to classify photos (:func:`predict_image_file`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
+import shutil
+import tempfile
 import time
-from typing import Callable, Sequence
+import zipfile
+from pathlib import Path
+from typing import Callable, NamedTuple, Sequence
 
 from ..settings import prepare_tensorflow
 
@@ -38,6 +46,9 @@ from keras import layers, ops
 
 from .. import settings
 from ..data.folders import decode_image
+from ..errors import ResbookError, as_path, brief
+from ..files import atomic_write
+from ..models import keras_transfer  # noqa: F401 - registers CaffePreprocess, so load_model finds it
 from ..models.keras_resnet import build_resnet
 
 
@@ -257,3 +268,120 @@ def predict_image_file(model: keras.Model, path, class_names: Sequence[str], siz
     """
     probs = predict_proba(model, decode_image(path, size)[None])[0]
     return [(class_names[i], float(probs[i])) for i in np.argsort(probs)[::-1]]
+
+
+CLASSES_SUFFIX = ".classes.json"  # save_classifier keeps a model's class names in MODEL.keras.classes.json
+
+
+class Classifier(NamedTuple):
+    """A model saved by :func:`save_classifier`, loaded: it maps ``image_size``-square uint8 images to logits."""
+
+    model: keras.Model
+    class_names: tuple[str, ...]
+    image_size: int
+
+
+def _square_input(model: keras.Model) -> int | None:
+    """The side of the square images ``model`` takes (None when it takes any size); else a ResbookError."""
+    shape = model.input_shape
+    if not (isinstance(shape, tuple) and len(shape) == 4 and shape[1] == shape[2]):
+        raise ResbookError(f"Model {model.name!r} takes input of shape {shape}, not one batch of square "
+                           "images (None, size, size, channels): a photo classifier needs that input.")
+    return shape[1]
+
+
+def _checked_classes(model: keras.Model, class_names: object, where: str) -> tuple[str, ...]:
+    """``class_names`` as a tuple, if it is one distinct string per output of ``model``; else a ResbookError."""
+    if not (isinstance(model.output_shape, tuple) and len(model.output_shape) == 2):
+        raise ResbookError(f"Model {model.name!r} has output of shape {model.output_shape}, not one row of class "
+                           "logits per image (None, classes): a photo classifier needs that output.")
+    outputs = model.output_shape[-1]
+    names = tuple(class_names) if isinstance(class_names, (list, tuple)) else ()
+    if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+        raise ResbookError(f"The class names {where} must be a list of distinct, non-empty strings, not "
+                           f"{class_names!r:.80}: pass the classes in label order, e.g. index.classes.")
+    if len(names) != outputs:
+        raise ResbookError(f"{len(names)} class names {where} do not match model {model.name!r}, which has "
+                           f"{outputs} outputs: give one name per output, in label order.")
+    return names
+
+
+def save_classifier(model: keras.Model, path: str | os.PathLike, class_names: Sequence[str],
+                    image_size: int | None = None) -> Path:
+    """Save ``model`` (uint8 images in, logits out) as ``path`` (a ``.keras`` file) with its class names; return it.
+
+    The class names and the input size go to ``path + ".classes.json"``
+    beside the model, where :func:`load_classifier` and ``resbook predict``
+    read them. ``image_size`` is needed only for a model that takes images of
+    any size; otherwise it must be the model's own. Both files are written
+    atomically (:func:`resbook.files.atomic_write`), the model first.
+    """
+    path = as_path(path, "the saved model")
+    if path.suffix != ".keras":
+        raise ResbookError(f"{path} does not end in .keras: save_classifier writes Keras' own format, so name the "
+                           f"file like {path.with_suffix('.keras').name}.")
+    names = _checked_classes(model, class_names, "given to save_classifier")
+    size = _square_input(model)
+    if size is None and not (isinstance(image_size, int) and image_size > 0):
+        raise ResbookError(f"Model {model.name!r} takes images of any size: pass image_size=, the side of the "
+                           "square images it was trained on.")
+    if size is not None and image_size not in (None, size):
+        raise ResbookError(f"image_size={image_size!r} does not match model {model.name!r}, which takes "
+                           f"{size}x{size} images: leave image_size out.")
+    if not path.parent.is_dir():
+        raise ResbookError(f"Folder {path.parent} does not exist: create it first (mkdir -p) or save elsewhere.")
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as staging:
+        staged = Path(staging) / path.name  # Keras saves to a path; atomic_write moves the bytes into place
+        model.save(staged)
+        with open(staged, "rb") as src, atomic_write(path) as dst:
+            shutil.copyfileobj(src, dst)
+    with atomic_write(classes_file(path), "w") as f:
+        json.dump({"class_names": list(names), "image_size": size or image_size}, f, indent=1)
+        f.write("\n")
+    return path
+
+
+def classes_file(path: str | os.PathLike) -> Path:
+    """Where :func:`save_classifier` keeps the class names of the model at ``path``: ``path + ".classes.json"``."""
+    return Path(os.fspath(path) + CLASSES_SUFFIX)
+
+
+def load_classifier(path: str | os.PathLike) -> Classifier:
+    """The model that :func:`save_classifier` wrote to ``path``, with its class names and input size.
+
+    Loads with ``keras.models.load_model`` (not compiled; the book's layers
+    are registered, so no ``custom_objects`` are needed) and writes nothing.
+    A missing file, a file that is not a Keras model and a model saved
+    without class names each get one :class:`ResbookError` sentence.
+    """
+    path = as_path(path, "a saved model")
+    if not path.is_file():
+        raise ResbookError(f"Model {path} {'is a folder' if path.is_dir() else 'does not exist'}: give the "
+                           ".keras file that save_classifier wrote.")
+    if path.suffix != ".keras":
+        raise ResbookError(f"{path} is not a Keras model (its name does not end in .keras): give the .keras file "
+                           "that save_classifier wrote.")
+    if not zipfile.is_zipfile(path):  # Keras would say "File not found"
+        raise ResbookError(f"{path} is not a Keras model (a .keras file is a zip archive, this is not one): give "
+                           "the .keras file that save_classifier wrote.")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # noqa: BLE001 - Keras raises ValueError, BadZipFile, OSError, KeyError, ... for a bad file
+        raise ResbookError(f"{path} could not be loaded as a Keras model ({brief(exc):.100}): give the .keras "
+                           "file that save_classifier wrote.") from None
+    names_file = classes_file(path)
+    try:
+        saved = json.loads(names_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResbookError(f"Model {path} has no class names ({names_file.name} is not beside it): save it with "
+                           "save_classifier(model, path, class_names), which writes them.") from None
+    except (OSError, ValueError) as exc:
+        raise ResbookError(f"The class names of {path} cannot be read from {names_file.name} ({brief(exc):.80}): "
+                           "save the model again with save_classifier.") from None
+    saved = saved if isinstance(saved, dict) else {}
+    names = _checked_classes(model, saved.get("class_names"), f"in {names_file.name}")
+    size = _square_input(model) or saved.get("image_size")
+    if not (isinstance(size, int) and size > 0):
+        raise ResbookError(f"{names_file} gives no image size for a model that takes any size: save the model "
+                           "again with save_classifier(..., image_size=SIZE).")
+    return Classifier(model, names, size)
