@@ -1,10 +1,12 @@
 """Chapter 5: the article's MNIST ResNet, its match with torchvision, and TensorBoard logging."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -12,7 +14,9 @@ from torchvision.models import resnet
 from tensorboard.backend.event_processing import event_accumulator
 
 from resbook import settings
+from resbook.data import folders
 from resbook.data.generated import make_digits
+from resbook.data.mnist import MNIST_MEAN, MNIST_STD
 from resbook.errors import ResbookError
 from resbook.models.torch_resnet import (BasicBlock, ZeroPadShortcut, count_parameters, mnist_resnet,
                                          output_shapes, parameters_by_child)
@@ -27,12 +31,20 @@ PROJECTIONS = (64 * 128 + 2 * 128) + (128 * 256 + 2 * 256)  # two 1x1 convolutio
 CHAPTER = Path(__file__).resolve().parents[1] / "notebooks" / "05_pytorch_resnet_tensorboard.ipynb"
 
 
-def chapter_logging_code() -> str:
-    """The source of chapter 5's TensorBoard logging cell (``log_inputs``, ``tensorboard_hook``)."""
+MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]  # digits 0-9 in MNIST's train set
+
+
+def chapter_cell(marker: str) -> str:
+    """The source of the one code cell of chapter 5 that contains ``marker``."""
     cells = ["".join(cell["source"]) for cell in json.loads(CHAPTER.read_text(encoding="utf-8"))["cells"]
-             if cell["cell_type"] == "code" and "def tensorboard_hook" in "".join(cell["source"])]
+             if cell["cell_type"] == "code" and marker in "".join(cell["source"])]
     assert len(cells) == 1
     return cells[0]
+
+
+def chapter_logging_code() -> str:
+    """The source of chapter 5's TensorBoard logging cell (``log_inputs``, ``tensorboard_hook``)."""
+    return chapter_cell("def tensorboard_hook")
 
 
 def chapter_logging() -> dict:
@@ -45,7 +57,28 @@ def chapter_logging() -> dict:
 @pytest.fixture(scope="module")
 def digits():
     (x, y), (xt, yt) = make_digits(512, seed=0), make_digits(256, seed=1)
-    return as_tensors(x, y, 0.13, 0.31), as_tensors(xt, yt, 0.13, 0.31)
+    return as_tensors(x, y, MNIST_MEAN, MNIST_STD), as_tensors(xt, yt, MNIST_MEAN, MNIST_STD)
+
+
+def test_chapter_split_holds_out_about_5000_mnist_digits_never_trained_on():
+    config = chapter_cell("settings.pick(")
+    fractions = {name: float(re.search(rf"{name}=dict\(.*?val_fraction=([0-9.]+)", config, re.S).group(1))
+                 for name in ("smoke", "full")}
+    mnist_labels = np.repeat(np.arange(10), MNIST_TRAIN_COUNTS)  # the full profile's pool
+    assert abs(len(folders.split(mnist_labels, fractions["full"], seed=0).val) - 5000) <= 10  # as the text says
+
+    pool, test = make_digits(600, seed=0), make_digits(50, seed=1)  # the smoke profile's kind of digits
+    chapter = {"digits": (pool, test), "CFG": {"val_fraction": fractions["smoke"]}, "folders": folders,
+               "run": settings.Run("05_x", "smoke", "generated", "cpu", {}, 0), "as_tensors": as_tensors,
+               "MNIST_MEAN": MNIST_MEAN, "MNIST_STD": MNIST_STD}
+    exec(chapter_cell("folders.split("), chapter)  # the chapter's split cell, as the chapter runs it
+    holdout, train, val = chapter["holdout"], chapter["train"], chapter["val"]
+    assert not set(holdout.train) & set(holdout.val) and len(train[0]) + len(val[0]) == 600
+    assert abs(len(val[0]) - 600 * fractions["smoke"]) <= 10
+    assert np.bincount(val[1].numpy(), minlength=10).min() > 0  # every digit is in the validation set
+    x_val, y_val = as_tensors(pool[0][holdout.val], pool[1][holdout.val], MNIST_MEAN, MNIST_STD)
+    assert torch.equal(val[0], x_val) and torch.equal(val[1], y_val)  # labels stay with their images
+    assert len(chapter["test"][0]) == 50
 
 
 def _randomise_batchnorm(module: nn.Module, seed: int) -> None:
