@@ -161,6 +161,31 @@ def test_split_of_a_label_array_is_the_split_of_an_index_with_those_labels(index
     one_sentence(str(err.value))
 
 
+
+def test_train_val_arrays_are_the_split_images_with_their_labels(tmp_path, counted_decodes, one_sentence):
+    """Chapters 2 and 3's one call: each image in one part only, with its own label, every class in both."""
+    index = index_folder(make_flowers(tmp_path / "flowers", n_per_class=10, seed=4), progress=False)
+    x_train, y_train, x_val, y_val, parts = folders.train_val_arrays(index, size=16, val_fraction=0.2, seed=5,
+                                                                     progress=False)
+    assert x_train.shape == (40, 16, 16, 3) and x_val.shape == (10, 16, 16, 3) and x_train.dtype == np.uint8
+    assert np.bincount(y_val).tolist() == [2] * 5 and np.bincount(y_train).tolist() == [8] * 5
+    expected = split(index, val_fraction=0.2, seed=5)  # the same split as split() gives, recordable
+    assert np.array_equal(parts.train, expected.train) and np.array_equal(parts.val, expected.val)
+    assert parts.as_dict() == expected.as_dict()
+    for images, labels, positions in ((x_train, y_train, parts.train), (x_val, y_val, parts.val)):
+        assert labels.tolist() == index.labels[positions].tolist()
+        for image, position in zip(images, positions):  # each image is the decoded file its label belongs to
+            assert np.array_equal(image, folders.decode_image(index.paths[position], 16))
+    assert not set(parts.train.tolist()) & set(parts.val.tolist())
+    other = folders.train_val_arrays(index, size=16, val_fraction=0.2, seed=6, progress=False)
+    assert not np.array_equal(other.split.val, parts.val) and other.x_val.shape == x_val.shape
+    with pytest.raises(ResbookError, match="between 0 and 1") as err:
+        folders.train_val_arrays(index, size=16, val_fraction=20)
+    one_sentence(str(err.value))
+    with pytest.raises(ResbookError, match="train_val_arrays\\(\\) needs the FolderIndex") as err:
+        folders.train_val_arrays(tmp_path / "flowers")
+    one_sentence(str(err.value))
+
 @pytest.fixture
 def counted_decodes(monkeypatch, tmp_path):
     """Count calls of the per-image decoder; caches go to a fresh folder."""

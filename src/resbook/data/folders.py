@@ -11,6 +11,9 @@ classes). Three steps turn such a folder into arrays both frameworks share::
     x, y = load_images(index, size=64)       # uint8[n, 64, 64, 3], int64[n]; cached
     x_train, y_train = x[parts.train], y[parts.train]
 
+:func:`train_val_arrays` does the last three lines in one call, as the
+chapters do.
+
 :func:`index_folder` reads every file once: hidden files and non-image files
 are ignored, unreadable images (empty, truncated, not an image) are skipped,
 and byte-identical copies are dropped. :func:`split` is a seeded, stratified
@@ -40,7 +43,7 @@ import zipfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, NamedTuple, Sequence, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -459,6 +462,33 @@ def load_images(index: FolderIndex, size: int = 64, cache: bool = True,
                               "decoded again next time.", stacklevel=2)
     return x, index.labels.copy()
 
+
+
+class TrainVal(NamedTuple):
+    """What :func:`train_val_arrays` returns: the two parts' images and labels, and the split that made them."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    split: Split
+
+
+def train_val_arrays(index: FolderIndex, size: int = 64, val_fraction: float = 0.2, seed: int = 0,
+                     progress: bool = True) -> TrainVal:
+    """An image folder as training and validation arrays: :func:`load_images`, then :func:`split`.
+
+    Returns ``(x_train, y_train, x_val, y_val, split)`` (a :class:`TrainVal`):
+    the images of ``split.train`` and ``split.val`` as ``uint8[n, size,
+    size, 3]`` with their labels, in the order of ``index.files``, and the
+    :class:`Split` itself, whose ``as_dict()`` a run record keeps. The split
+    is :func:`split`'s, seeded and stratified, so the same arguments give
+    the same images in every process and for either framework.
+    """
+    _check_index(index, "train_val_arrays")
+    parts = split(index, val_fraction=val_fraction, seed=seed)  # checks the fraction and seed before decoding
+    x, y = load_images(index, size=size, progress=progress)
+    return TrainVal(x[parts.train], y[parts.train], x[parts.val], y[parts.val], parts)
 
 # ----------------------------------------------------------------------------- near-duplicates and sources
 
