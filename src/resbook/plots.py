@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 import numpy as np
 
 LABELS = {
@@ -35,12 +35,21 @@ def _smoothed(x: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndar
     return x, y
 
 
+def _log_y(ax) -> None:
+    """A log y axis labelled 0.5, 1, 2, 5, 10 ... as plain numbers (matplotlib's default labels a
+    range of less than a decade with minor ticks such as 4x10^0)."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: np.format_float_positional(v, precision=6, trim="-")))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def _finish_panel(ax, xlabel: str, ylabel: str, log: bool) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs and steps are whole numbers
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if log:
-        ax.set_yscale("log")
+        _log_y(ax)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
 
@@ -137,23 +146,32 @@ def image_grid(images: Sequence[np.ndarray] | np.ndarray, titles: Sequence[str] 
 
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], class_names: Sequence[str],
-                     title: str | None = None, normalize: bool = True):
-    """A confusion-matrix heat map: rows are true classes, columns predicted; cells show counts."""
+                     title: str | None = None):
+    """A confusion matrix: rows are true classes, columns predicted; every cell shows its count.
+
+    The mistakes are coloured on their own scale, each as a share of its true
+    class up to the largest mistake; the diagonal (right answers) is grey. On one
+    common scale a 99%-accurate model's mistakes would all look white.
+    """
     k = len(class_names)
     counts = np.zeros((k, k), dtype=int)
     np.add.at(counts, (np.asarray(y_true), np.asarray(y_pred)), 1)
-    shown = counts / np.maximum(counts.sum(1, keepdims=True), 1) if normalize else counts
+    shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    right = np.eye(k, dtype=bool)
+    mistakes = np.ma.masked_where(right, shares)
+    top = max(float(shares[~right].max(initial=0.0)), 1e-9)  # no mistakes: every off-diagonal cell white
     fig, ax = plt.subplots(figsize=(0.7 * k + 2.2, 0.7 * k + 1.6))
-    im = ax.imshow(shown, cmap="Blues", vmin=0)
+    ax.imshow(np.ma.masked_where(~right, np.ones((k, k))), cmap="Greys", vmin=0, vmax=4)  # light grey diagonal
+    im = ax.imshow(mistakes, cmap="Reds", vmin=0, vmax=top)
     for i in range(k):
         for j in range(k):
             ax.text(j, i, counts[i, j], ha="center", va="center", fontsize=8,
-                    color="white" if shown[i, j] > 0.6 * shown.max() else "black")
+                    color="white" if not right[i, j] and shares[i, j] > 0.6 * top else "black")
     ax.set_xticks(range(k), class_names, rotation=45, ha="right")
     ax.set_yticks(range(k), class_names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class" if normalize else "count")
+    fig.colorbar(im, ax=ax, fraction=0.046, label="mistakes: share of the true class")
     if title:
         ax.set_title(title)
     return _finish_figure(fig, None)
