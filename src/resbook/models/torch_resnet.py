@@ -6,13 +6,19 @@
   zeros, no parameters), ``"projection"`` (option B: a strided 1x1 convolution
   + BatchNorm, torchvision's ``downsample``), or ``None`` for a *plain* block
   with no shortcut at all, the control the paper trains against.
+* :class:`PreActBasicBlock`: the pre-activation block of He et al.,
+  "Identity Mappings in Deep Residual Networks" (2016): BatchNorm and ReLU
+  before each convolution and nothing after the addition, so the identity
+  path runs through the whole network untouched.
 * :class:`ResNet`: torchvision's ``ResNet(block, layers)``, with the same
   names (``conv1``, ``bn1``, ``maxpool``, ``layer1``, ..., ``avgpool``,
   ``fc``), a choice of stem (torchvision's ImageNet stem, or the paper's 3x3
-  CIFAR stem) and of ``shortcut`` for the blocks that change shape.
+  CIFAR stem) and of ``shortcut`` for the blocks that change shape; with
+  pre-activation blocks it adds the final BatchNorm-ReLU ``post_bn``.
 * :func:`cifar_resnet`: the paper's CIFAR-10 networks (Section 4.2): a 3x3
   stem and three stages of ``n`` blocks with 16, 32, 64 channels, depth
-  ``6n + 2`` (20, 32, 44, 56, 110); chapter 1.
+  ``6n + 2`` (20, 32, 44, 56, 110), with original or (``preact=True``)
+  pre-activation blocks; chapter 1.
 * :func:`mnist_resnet`: the small ResNet of the PyTorch + TensorBoard article
   (chapter 5): torchvision's ImageNet stem (7x7 convolution with stride 2,
   max-pool) and one basic block per stage, for 28x28 digits. With
@@ -59,6 +65,30 @@ class ZeroPadShortcut(nn.Module):
         return F.pad(x, (0, 0, 0, 0, 0, self.extra)) if self.extra else x
 
 
+def make_downsample(in_channels: int, out_channels: int, stride: int, shortcut: Shortcut,
+                    batch_norm: bool = True) -> nn.Module | None:
+    """The module that reshapes a block's shortcut, or None where the block adds its input as it is (or adds nothing).
+
+    ``"zeropad"``: :class:`ZeroPadShortcut`; ``"projection"``: a strided 1x1
+    convolution, followed by BatchNorm when ``batch_norm``. Blocks that keep
+    their shape get None; an ``"identity"`` shortcut for a block that changes
+    shape, or an unknown kind, raises a ValueError.
+    """
+    if shortcut not in SHORTCUTS:
+        raise ValueError(f"shortcut must be one of {SHORTCUTS}, not {shortcut!r}")
+    same_shape = stride == 1 and in_channels == out_channels
+    if shortcut == "identity" and not same_shape:
+        raise ValueError(
+            f"an identity shortcut needs equal shapes, but this block maps {in_channels} channels "
+            f"to {out_channels} with stride {stride}: use 'zeropad' or 'projection'")
+    if shortcut is None or same_shape:
+        return None
+    if shortcut == "zeropad":
+        return ZeroPadShortcut(in_channels, out_channels, stride)
+    conv = conv1x1(in_channels, out_channels, stride)
+    return nn.Sequential(conv, nn.BatchNorm2d(out_channels)) if batch_norm else nn.Sequential(conv)
+
+
 class BasicBlock(nn.Module):
     """``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``: the two-layer residual block.
 
@@ -72,24 +102,13 @@ class BasicBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1,
                  shortcut: Shortcut = "projection"):
         super().__init__()
-        if shortcut not in SHORTCUTS:
-            raise ValueError(f"shortcut must be one of {SHORTCUTS}, not {shortcut!r}")
-        same_shape = stride == 1 and in_channels == out_channels
-        if shortcut == "identity" and not same_shape:
-            raise ValueError(
-                f"an identity shortcut needs equal shapes, but this block maps {in_channels} channels "
-                f"to {out_channels} with stride {stride}: use 'zeropad' or 'projection'")
         self.conv1 = conv3x3(in_channels, out_channels, stride)
         self.bn1 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = conv3x3(out_channels, out_channels)
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.residual = shortcut is not None
-        self.downsample: nn.Module | None = None
-        if self.residual and not same_shape:
-            self.downsample = (ZeroPadShortcut(in_channels, out_channels, stride) if shortcut == "zeropad"
-                               else nn.Sequential(conv1x1(in_channels, out_channels, stride),
-                                                  nn.BatchNorm2d(out_channels)))
+        self.downsample = make_downsample(in_channels, out_channels, stride, shortcut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -98,8 +117,65 @@ class BasicBlock(nn.Module):
             out = out + (x if self.downsample is None else self.downsample(x))
         return self.relu(out)
 
+    def zero_init_last(self) -> None:
+        """Zero the last BatchNorm's weight: the residual branch starts at zero (Goyal et al. 2017)."""
+        nn.init.zeros_(self.bn2.weight)
 
-def make_stage(block: type[BasicBlock], in_channels: int, out_channels: int, blocks: int, stride: int,
+
+class PreActBasicBlock(nn.Module):
+    """``conv2(relu(bn2(conv1(relu(bn1(x)))))) + shortcut(x)``: the pre-activation block.
+
+    He et al., "Identity Mappings in Deep Residual Networks" (2016), Fig. 4(e):
+    BatchNorm and ReLU come *before* each convolution and nothing follows the
+    addition, so a stack of blocks with identity shortcuts carries its input
+    to the end unchanged, ``x_L = x_l + sum of the residuals``. The names are
+    :class:`BasicBlock`'s (``bn1`` now normalises the block's input), and
+    ``shortcut`` takes the same values:
+
+    * ``"projection"``: a strided 1x1 convolution *without* BatchNorm applied
+      to the pre-activated input ``relu(bn1(x))``, as the paper's Torch code
+      (fb.resnet.torch ``preresnet.lua``, ``both_preact``), kuangliu's
+      pytorch-cifar ``preact_resnet.py`` and keras.applications' ResNetV2 do;
+    * ``"zeropad"`` (option A) and ``"identity"`` take ``x`` itself, as
+      ResNetV2's parameter-free strided shortcut does, so that path stays free
+      of parameters and activations;
+    * ``None``: no shortcut, the plain pre-activation stack.
+
+    The output is not normalised: a network of these blocks ends with its own
+    BatchNorm-ReLU (:class:`ResNet`'s ``post_bn``).
+    """
+
+    expansion = 1
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1,
+                 shortcut: Shortcut = "projection"):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv1 = conv3x3(in_channels, out_channels, stride)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.conv2 = conv3x3(out_channels, out_channels)
+        self.residual = shortcut is not None
+        self.downsample = make_downsample(in_channels, out_channels, stride, shortcut, batch_norm=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        preact = self.relu(self.bn1(x))
+        out = self.conv2(self.relu(self.bn2(self.conv1(preact))))
+        if not self.residual:
+            return out
+        if self.downsample is None:
+            return out + x
+        return out + self.downsample(x if isinstance(self.downsample, ZeroPadShortcut) else preact)
+
+    def zero_init_last(self) -> None:
+        """Zero the last convolution's weight (no BatchNorm follows it): the residual branch starts at zero."""
+        nn.init.zeros_(self.conv2.weight)
+
+
+Block = type[BasicBlock] | type[PreActBasicBlock]
+
+
+def make_stage(block: Block, in_channels: int, out_channels: int, blocks: int, stride: int,
                shortcut: Shortcut) -> nn.Sequential:
     """``blocks`` blocks; the first changes shape (stride, channels), the rest keep it (identity shortcuts)."""
     layers = [block(in_channels, out_channels, stride, shortcut)]
@@ -111,8 +187,11 @@ def make_stage(block: type[BasicBlock], in_channels: int, out_channels: int, blo
 def init_weights(model: nn.Module, zero_init_residual: bool = False) -> nn.Module:
     """He (Kaiming) normal init for convolutions, BatchNorm to (1, 0), as torchvision does.
 
-    ``zero_init_residual`` starts each residual block's last BatchNorm at zero,
-    so every block begins as the identity (Goyal et al. 2017).
+    ``zero_init_residual`` starts each residual block's residual branch at
+    zero, so every block begins as the identity: :class:`BasicBlock` zeroes
+    its last BatchNorm's weight (Goyal et al. 2017), :class:`PreActBasicBlock`,
+    which has no BatchNorm after its last convolution, that convolution's
+    weight (as Fixup, Zhang et al. 2019, does). Plain blocks are left alone.
     """
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
@@ -122,8 +201,8 @@ def init_weights(model: nn.Module, zero_init_residual: bool = False) -> nn.Modul
             nn.init.zeros_(m.bias)
     if zero_init_residual:
         for m in model.modules():
-            if isinstance(m, BasicBlock) and m.residual:
-                nn.init.zeros_(m.bn2.weight)
+            if isinstance(m, (BasicBlock, PreActBasicBlock)) and m.residual:
+                m.zero_init_last()
     return model
 
 
@@ -142,13 +221,16 @@ class ResNet(nn.Module):
       1x1 convolution, torchvision's ``downsample``; ``"zeropad"``: the
       parameter-free option A); every other block has an identity shortcut.
       ``shortcut=None`` gives the plain network of the same depth;
+    * with ``block=PreActBasicBlock``, ``post_bn`` (keras.applications'
+      ResNetV2 name) and ``relu`` after the last stage, since a
+      pre-activation block leaves its output un-normalised;
     * head: ``avgpool`` (global average pooling) and ``fc``, which returns logits.
 
     ``ResNet(BasicBlock, [2, 2, 2, 2])`` has the parameters of torchvision's
     ``resnet18()``, name for name.
     """
 
-    def __init__(self, block: type[BasicBlock], layers: Sequence[int],
+    def __init__(self, block: Block, layers: Sequence[int],
                  widths: Sequence[int] = (64, 128, 256, 512), stem: Literal["imagenet", "cifar"] = "imagenet",
                  shortcut: Shortcut = "projection", in_channels: int = 3, num_classes: int = 1000,
                  zero_init_residual: bool = False):
@@ -170,6 +252,7 @@ class ResNet(nn.Module):
             self.add_module(f"layer{i}", make_stage(block, c, w, blocks, 1 if i == 1 else 2, shortcut))
             self.stage_names.append(f"layer{i}")
             c = w
+        self.post_bn = nn.BatchNorm2d(c) if issubclass(block, PreActBasicBlock) else None
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(c, num_classes)
         init_weights(self, zero_init_residual)
@@ -180,23 +263,32 @@ class ResNet(nn.Module):
             x = self.maxpool(x)
         for name in self.stage_names:
             x = getattr(self, name)(x)
+        if self.post_bn is not None:
+            x = self.relu(self.post_bn(x))
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
 def cifar_resnet(depth: int, shortcut: Shortcut = "zeropad", in_channels: int = 3, num_classes: int = 10,
-                 widths: Sequence[int] = (16, 32, 64), zero_init_residual: bool = False) -> ResNet:
+                 widths: Sequence[int] = (16, 32, 64), zero_init_residual: bool = False,
+                 preact: bool = False) -> ResNet:
     """The paper's CIFAR ResNet (Section 4.2) of ``depth = 6n + 2`` weighted layers.
 
     A 3x3 stem and three stages of ``n`` basic blocks with 16, 32 and 64
     channels. ``shortcut`` joins the blocks that change shape: the paper's
     ``"zeropad"`` (option A, so the residual network has exactly the
     parameters of the plain one), ``"projection"`` (option B), or ``None``
-    for the plain network without any shortcut.
+    for the plain network without any shortcut. ``preact=True`` builds it of
+    :class:`PreActBasicBlock` (He et al., "Identity Mappings", 2016) and a
+    final ``post_bn``. The stem stays ``conv1``-``bn1``-``relu``, the paper's
+    "first activation right after conv1", so the two networks differ only in
+    their blocks and ``post_bn``; ``layer1.0`` pre-activates once more on its
+    residual branch, where the paper's first unit does not.
     """
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"depth must be 6n + 2 (8, 14, 20, 32, 44, 56, 110, ...), not {depth}")
     n = (depth - 2) // 6
-    return ResNet(BasicBlock, [n] * len(widths), widths, stem="cifar", shortcut=shortcut,
+    block = PreActBasicBlock if preact else BasicBlock
+    return ResNet(block, [n] * len(widths), widths, stem="cifar", shortcut=shortcut,
                   in_channels=in_channels, num_classes=num_classes, zero_init_residual=zero_init_residual)
 
 
