@@ -19,7 +19,10 @@ the system one, `$CHROMIUM` or `chromium` on the PATH). Each page must:
   scrolls sideways inside a box that fits it (see book/static/book.css);
 * (chapters) show at least as many rendered images in cell outputs as the notebook has PNG
   outputs, and an "Open in Colab" button for that notebook in the configured repository,
-  whose first cell installs the book from that same repository (on Colab only).
+  whose first cell installs the book from that same repository (on Colab only);
+* (chapters) show their block diagrams: every cell the notebook tags `diagram` is on the page
+  (MyST-NB writes a cell's tags as `tag_<name>` classes) with its drawing rendered, and
+  chapters 1 and 2 have the diagrams their prose explains (`DIAGRAMS`).
 
 A full-page screenshot of each page is saved to `_build/html/_screenshots/`.
 Requests to anywhere but the local server are blocked, so the test needs no network.
@@ -79,6 +82,18 @@ def png_outputs(notebook: Path) -> int:
     return count
 
 
+def diagram_cells(notebook: Path) -> tuple[int, int]:
+    """How many code cells the notebook tags `diagram`, and how many PNG outputs those cells hold."""
+    cells = [cell for cell in json.loads(notebook.read_text())["cells"]
+             if cell["cell_type"] == "code" and "diagram" in cell.get("metadata", {}).get("tags", [])]
+    return len(cells), sum("image/png" in out.get("data", {}) for cell in cells for out in cell.get("outputs", []))
+
+
+# The block diagrams (resbook.diagrams) a chapter must show at least: chapter 1's residual block;
+# chapter 2's bottleneck block with either shortcut and ResNet-50's stage layout.
+DIAGRAMS = {"notebooks/01_residual_math.html": 1, "notebooks/02_resnet50_keras.html": 3}
+
+
 def colab_url(notebook: str) -> str:
     """Where the "Open in Colab" button of `notebooks/<name>.ipynb` must point, from `_config.yml`."""
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
@@ -132,6 +147,9 @@ INSPECT = """async () => {
     mathUntypeset: [...document.querySelectorAll('.math')].filter(e => !e.querySelector('mjx-container'))
       .map(e => e.textContent.slice(0, 80)),
     mjxContainers: document.querySelectorAll('mjx-container').length,
+    diagramCells: document.querySelectorAll('.cell.tag_diagram').length,
+    diagramsShown: [...document.querySelectorAll('.cell.tag_diagram .cell_output img')]
+      .filter(img => img.naturalWidth > 0).length,
     proseText: prose.textContent,
     unwrapped: [...column.querySelectorAll('pre')].filter(shown)
       .filter(e => e.scrollWidth > e.clientWidth + 1 || outside(e.getBoundingClientRect())).map(name),
@@ -157,6 +175,8 @@ class Visit:
     math: int
     math_untypeset: list[str]
     mjx_containers: int
+    diagram_cells: int   # cells tagged `diagram` on the page
+    diagrams_shown: int  # images rendered in those cells' outputs
     prose_text: str
     unwrapped: list[str]  # <pre> blocks whose lines do not fit their box
     too_wide: list[str]   # tables, images, equations, outputs wider than the column and not scrollable
@@ -223,6 +243,7 @@ def visit(server, browser):
         seen[path] = Visit(path=path, url=page.url, status=response.status if response else None,
                            errors=errors, links=facts["links"], images=facts["images"], math=facts["math"],
                            math_untypeset=facts["mathUntypeset"], mjx_containers=facts["mjxContainers"],
+                           diagram_cells=facts["diagramCells"], diagrams_shown=facts["diagramsShown"],
                            prose_text=facts["proseText"], unwrapped=facts["unwrapped"],
                            too_wide=facts["tooWide"])
         context.close()
@@ -305,6 +326,16 @@ def test_chapter_shows_its_figures(visit, path):
     expected = png_outputs(ROOT / Path(path).with_suffix(".ipynb"))
     shown = [img for img in visit(path).images if img["inOutput"] and img["width"] > 0]
     assert len(shown) >= expected, f"{path}: {len(shown)} figures shown, the notebook has {expected} PNG outputs"
+
+
+@pytest.mark.parametrize("path", CHAPTERS)
+def test_chapter_shows_its_diagrams(visit, path):
+    cells, pngs = diagram_cells(ROOT / Path(path).with_suffix(".ipynb"))
+    page = visit(path)
+    assert page.diagram_cells == cells, f"{path}: {page.diagram_cells} diagram cells on the page, notebook: {cells}"
+    assert page.diagrams_shown == pngs, f"{path}: {page.diagrams_shown} diagrams shown, the notebook has {pngs}"
+    assert page.diagram_cells >= DIAGRAMS.get(path, 0) and page.diagrams_shown >= DIAGRAMS.get(path, 0), \
+        f"{path}: shows {page.diagrams_shown} diagrams in {page.diagram_cells} cells, expected {DIAGRAMS.get(path)}"
 
 
 @pytest.mark.parametrize("path", CHAPTERS)
