@@ -163,3 +163,29 @@ def test_describe_run_is_where_a_run_is_seeded(monkeypatch, capsys, no_gpu):
         draws.append((random.random(), np.random.rand()))
     capsys.readouterr()
     assert draws[0] == draws[1]
+
+
+def test_display_path_prints_what_the_reader_set_not_this_machines_folders(tmp_path, monkeypatch):
+    data, cache, home, repo = (tmp_path / n for n in ("data", "cache", "home", "repo"))
+    for d in (data, cache, home, repo / "notebooks"):
+        d.mkdir(parents=True)
+    (repo / "pyproject.toml").write_text("")
+    monkeypatch.setenv("RESBOOK_DATA", str(data))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("RESBOOK_CACHE", raising=False)
+    monkeypatch.chdir(repo / "notebooks")
+    assert settings.display_path(data / "mnist") == "$RESBOOK_DATA/mnist"
+    assert settings.display_path(data) == "$RESBOOK_DATA"
+    assert settings.display_path(home / ".cache" / "resbook" / "mnist") == "~/.cache/resbook/mnist"
+    assert settings.display_path(repo / "runs" / "ckpt.pt") == "runs/ckpt.pt"
+    assert settings.display_path(home / "photos" / "a.jpg") == "~/photos/a.jpg"
+    assert settings.display_path(cache / "x") == str(cache / "x")  # under none of them: unchanged
+    monkeypatch.setenv("RESBOOK_CACHE", str(cache))
+    assert settings.display_path(cache / "decoded" / "f.npz") == "$RESBOOK_CACHE/decoded/f.npz"
+
+
+def test_describe_run_prints_a_data_folder_as_the_reader_set_it(tmp_path, monkeypatch, capsys, no_gpu):
+    monkeypatch.setenv("RESBOOK_DATA", str(tmp_path))
+    run = settings.describe_run("00_test", data=str(tmp_path / "flowers-recognition"))
+    assert run.data == "$RESBOOK_DATA/flowers-recognition"
+    assert "data      $RESBOOK_DATA/flowers-recognition\n" in capsys.readouterr().out

@@ -214,6 +214,31 @@ def data_root() -> Path | None:
     return Path(root).expanduser() if root else None
 
 
+def display_path(path: str | os.PathLike) -> str:
+    """``path`` as a reader would write it, for printed output: no machine's folders in the book's pages.
+
+    Under ``$RESBOOK_DATA``: ``$RESBOOK_DATA/...``; under the cache:
+    ``~/.cache/resbook/...`` (``$RESBOOK_CACHE/...`` when that is set); under
+    the repository the current folder is in: relative to it (``runs/...``);
+    under the home folder: ``~/...``; anything else unchanged.
+    """
+    p = Path(path).expanduser().absolute()
+    cwd = Path.cwd()
+    repo = next((d for d in (cwd, *cwd.parents) if (d / "pyproject.toml").exists() or (d / ".git").exists()), None)
+    cache = "$RESBOOK_CACHE" if os.environ.get("RESBOOK_CACHE") else "~/.cache/resbook"
+    for root, name in ((data_root(), "$RESBOOK_DATA"), (cache_dir(), cache), (repo, ""), (Path.home(), "~")):
+        if root is None:
+            continue
+        try:
+            rest = p.relative_to(Path(root).expanduser().absolute()).as_posix()
+        except ValueError:
+            continue
+        if not name:
+            return rest
+        return name if rest == "." else f"{name}/{rest}"
+    return str(path)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and whichever of Keras / PyTorch the process has imported.
 
@@ -282,7 +307,7 @@ def describe_run(chapter: str, data: str, seed: int = 0, **settings: Any) -> Run
 
     Call it once at the top of every chapter, after importing the framework.
     ``data`` says where the data comes from (e.g. ``"generated digits"`` or a
-    folder); ``settings`` are the chapter's knobs for this profile (epochs,
+    folder, printed and recorded by :func:`display_path`); ``settings`` are the chapter's knobs for this profile (epochs,
     batch size, ...), printed and recorded. It does the two things a run sets
     up, each here and nowhere else: it seeds Python, NumPy and the imported
     framework with ``seed`` (:func:`seed_everything`), and in a notebook it
@@ -290,6 +315,8 @@ def describe_run(chapter: str, data: str, seed: int = 0, **settings: Any) -> Run
     (:func:`resbook.errors.show_in_notebook`).
     """
     show_in_notebook()
+    if os.path.isabs(os.fspath(data)):  # a folder: as the reader set it ($RESBOOK_DATA/...), not this machine's path
+        data = display_path(data)
     run = Run(chapter=chapter, profile=profile(), data=data, device=device_description(),
               versions=versions(), seed=seed, settings=settings)
     hint = ("set RESBOOK_PROFILE=full for the articles' settings" if run.profile == "smoke"

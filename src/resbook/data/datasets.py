@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from ..errors import ResbookError, as_path
-from ..settings import data_root, profile
+from ..settings import data_root, display_path, profile
 from .folders import FolderIndex, Split, index_files, split
 from .generated import generated_flowers, make_digits
 from .mnist import load_mnist_folder
@@ -47,7 +47,7 @@ def load_digits(profile_name: str | None = None, n_train: int = 2048, n_test: in
     folder = fetch("mnist")  # $RESBOOK_DATA/mnist, else the verified download in the cache
     (x_train, y_train), (x_test, y_test) = load_mnist_folder(folder)
     train, test = (x_train[:n_train], y_train[:n_train]), (x_test[:n_test], y_test[:n_test])
-    return Digits(train, test, f"MNIST idx files in {folder} ({len(train[0])} train, {len(test[0])} test)")
+    return Digits(train, test, f"MNIST idx files in {display_path(folder)} ({len(train[0])} train, {len(test[0])} test)")
 
 # ----------------------------------------------------------------------------- flowers
 

@@ -152,7 +152,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train: Batch, val: B
     val = None if val is None else (val[0].to(device), val[1].to(device))
     history, start_epoch = _resume(checkpoint, model, optimizer, scheduler, device)
     if verbose and start_epoch:
-        print(f"{prefix}resumed from {checkpoint} after epoch {start_epoch}")
+        print(f"{prefix}resumed from {settings.display_path(checkpoint)} after epoch {start_epoch}")
     elif verbose:
         where = settings.device_description() if device.type == "cpu" else device.type
         print(f"{prefix}training on {where} with {'float32' if dtype is None else 'bf16 autocast'}"
