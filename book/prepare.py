@@ -12,20 +12,28 @@
 3. Write `book/_generated/shown_outputs.md`: for each notebook, the profile,
    data and device of the run whose outputs it shows, read from the run
    description its set-up cell printed (so it cannot drift from the notebook).
+4. Point each notebook's install cell (its first code cell, which runs only on
+   Colab) at the repository `_config.yml` names in `repository.url` and
+   `repository.branch`, the setting Jupyter Book's Colab buttons use: the one
+   place the book's address is set. Only that cell's source changes; its
+   outputs are empty (it does nothing outside Colab) and stay so.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from resbook import records, settings
 from resbook.records import Record
 from resbook.data.download import Remote, download, extract
-from resbook.files import atomic_folder
+from resbook.files import atomic_folder, atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent
 MATHJAX = Remote(
@@ -179,7 +187,58 @@ def write_results_table() -> Path:
     return out
 
 
+# The install line of a chapter's first cell: `%pip install -q "resbook[torch] @ git+URL@BRANCH"`.
+INSTALL_LINE = re.compile(r'(%pip install -q "resbook\[\w+\] @ git\+)[^"]*(")')
+COLAB_ONLY = 'if "google.colab" in sys.modules:'
+
+
+def repository(config: Path = ROOT / "_config.yml") -> str:
+    """``URL@BRANCH`` of the book's repository, from ``_config.yml`` (what the Colab buttons open)."""
+    repo = yaml.safe_load(config.read_text())["repository"]
+    url, branch = str(repo["url"]).rstrip("/"), str(repo["branch"])
+    if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", url):
+        raise SystemExit(f"Colab opens notebooks from GitHub: set repository.url in {config.name} to "
+                         f"https://github.com/OWNER/NAME (it is {url!r}).")
+    return f"{url}@{branch}"
+
+
+def install_cell(cells: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """A notebook's install cell: its first code cell, which installs the book on Colab only."""
+    cell = next((c for c in cells if c["cell_type"] == "code"), None)
+    if cell is None or COLAB_ONLY not in "".join(cell["source"]) or not INSTALL_LINE.search("".join(cell["source"])):
+        raise SystemExit(f"{name}: the first code cell must be the Colab install cell "
+                         f"({COLAB_ONLY} %pip install -q \"resbook[...] @ git+URL@BRANCH\").")
+    return cell
+
+
+def point_install_cells(notebooks: Path, repo: str) -> list[Path]:
+    """Make every notebook's install cell install from ``repo`` (``URL@BRANCH``); return the notebooks changed.
+
+    Only the install line of that one cell is rewritten, and only where it
+    differs; a notebook whose install cell has outputs is refused rather than
+    changed, so a build never alters what a page shows.
+    """
+    changed = []
+    for path in sorted(notebooks.glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        cell = install_cell(nb["cells"], path.name)
+        source = "".join(cell["source"])
+        new = INSTALL_LINE.sub(lambda m: f"{m.group(1)}{repo}{m.group(2)}", source)
+        if new == source:
+            continue
+        if cell.get("outputs"):
+            raise SystemExit(f"{path.name}: its install cell has outputs; clear them before the build changes it.")
+        cell["source"] = new.splitlines(keepends=True)
+        with atomic_write(path, "w") as f:
+            f.write(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+        changed.append(path)
+    return changed
+
+
 def main() -> int:
+    repo = repository()
+    for path in point_install_cells(ROOT / "notebooks", repo):
+        print(f"{path.relative_to(ROOT)}: its install cell now installs from {repo}")
     print(f"MathJax vendored in {vendor_mathjax().relative_to(ROOT)}")
     print(f"Results table from {len(records.load_records(ROOT / 'book' / 'records'))} records "
           f"written to {write_results_table().relative_to(ROOT)}")
