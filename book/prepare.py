@@ -4,9 +4,13 @@
    same verified, atomic download and safe extraction the datasets use, so
    the book renders its math with no network (Jupyter Book loads MathJax from
    a CDN by default).
-2. Write `book/_generated/results_table.md`, the body of the "Runs and
-   results" page, from the run records in `book/records/` (one JSON per
-   recorded run): one section per chapter, in reading order, with what its
+2. Write `book/_generated/summary.md`, the table the "Runs and results" page
+   opens with: per chapter, the articles' numbers (quoted, with their source,
+   from `CLAIMS` below) beside ours, data, device and wall time, read from the
+   run records in `book/records/`; a row whose run has no record says "not run
+   here" and why. And `book/_generated/runs_in_brief.md`, the intro's paragraph
+   on which chapters show full runs and which rows are not run here.
+   Then `book/_generated/results_table.md`, the records themselves: one section per chapter, in reading order, with what its
    runs share (profile, data, device, versions) said once above a compact
    table of what differs (run, metrics, wall time, date, commit).
 3. Write `book/_generated/shown_outputs.md`: for each notebook, the profile,
@@ -26,7 +30,7 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -149,6 +153,126 @@ def results_page(recs: list[Record], notebooks: Path, link_prefix: str = "../not
     return "\n".join(out).rstrip() + "\n"
 
 
+# The articles' sources as book/references.md cites them (title, author, venue, date; no URL is known).
+HE2016 = "He, Zhang, Ren, Sun, *Deep Residual Learning for Image Recognition*, CVPR 2016"
+SCRATCH_ARTICLE = "*CNN Architecture from Scratch — ResNet50 with Keras*, author not named, Medium"
+OXFORD_ARTICLE = "Jeremy, *Deep Learning 101 - Building ResNet for Flower Image Recognition*, his blog, Nov. 7, 2021"
+MNIST_ARTICLE = "mrgrhn, *ResNet with TensorFlow (Transfer Learning)*, The Startup (Medium), Jan. 21"
+TORCH_ARTICLE = "Ankita Sinha, *ResNet for Image Classification.*, Analytics Vidhya (Medium)"
+IMAGENET = "needs the ImageNet weights download, which the machines this book is made on cannot reach"
+
+
+class Claim(NamedTuple):
+    """One row of the summary: a result, the article's number for it (quoted) and the runs that give ours."""
+
+    chapter: str            # the notebook's name, as its records' `chapter`
+    result: str
+    runs: tuple[str, ...]   # record names; several runs' values are shown as "a / b"
+    metric: str
+    theirs: str = "—"
+    source: str = "—"
+    needs: str = ""         # why the run cannot be made here, when that is why it has no record
+
+
+CLAIMS = (
+    Claim("01_residual_math", "ResNet-20 / ResNet-56, test error", ("resnet-20", "resnet-56"), "test_error",
+          "8.75% / 6.97% (CIFAR-10, Table 6)", HE2016),
+    Claim("01_residual_math", "plain-56 / plain-20, training error (degradation)", ("plain-56", "plain-20"),
+          "train_error", "plain-56 above plain-20 (CIFAR-10, Fig. 1 and 6)", HE2016),
+    Claim("02_resnet50_keras", "ResNet-50 from scratch, the article's recipe, validation accuracy",
+          ("article-recipe",), "final_val_accuracy", "77.60% after 64 epochs; \"oscillates up to 82%\"",
+          SCRATCH_ARTICLE),
+    Claim("03_transfer_learning", "ImageNet ResNet-50 frozen + head, validation accuracy", ("imagenet-frozen",),
+          "val_accuracy", "88.37% (10 classes of Oxford 102)", OXFORD_ARTICLE, needs=IMAGENET),
+    Claim("03_transfer_learning", "ImageNet ResNet-50 with its top stage fine-tuned", ("imagenet-fine-tuned",),
+          "val_accuracy", needs=IMAGENET),
+    Claim("03_transfer_learning", "random ResNet-50 frozen / top stage fine-tuned",
+          ("random-frozen", "random-fine-tuned"), "val_accuracy"),
+    Claim("03_transfer_learning", "ResNet-50 from scratch", ("from-scratch",), "val_accuracy"),
+    Claim("04_resnet152_mnist", "run 1: ImageNet ResNet-152 frozen + dense head, test accuracy",
+          ("imagenet-frozen",), "test_accuracy", "92.75%", MNIST_ARTICLE, needs=IMAGENET),
+    Claim("04_resnet152_mnist", "run 2: random ResNet-152 frozen + dense head", ("random-frozen",),
+          "test_accuracy"),
+    Claim("04_resnet152_mnist", "run 3: ResNet-152 from scratch, end to end", ("scratch-end-to-end",),
+          "test_accuracy"),
+    Claim("05_pytorch_resnet_tensorboard", "the article's small ResNet, test accuracy after 10 epochs",
+          ("article-resnet",), "test_accuracy", "0.99 \"within 10 epochs\"", TORCH_ARTICLE),
+)
+
+
+def _data_label(data: str) -> str:
+    """A record's or page's data line without the folders of the machine it ran on."""
+    if "/generated/" in data:
+        return f"generated data ({data.rstrip('/').rsplit('/', 1)[-1]})"
+    return re.sub(r"(?:[~$]\w*)?/\S*/([^/\s]+)/?", r"\1", data)
+
+
+def _chapter_link(chapter: str, notebooks: Path, link_prefix: str) -> str:
+    path = notebooks / f"{chapter}.ipynb"
+    number = ((_first_heading(_cells(path)) if path.exists() else None) or chapter).split(". ", 1)[0]
+    name = f"Chapter {number}" if number.isdigit() else chapter
+    return f"[{name}]({link_prefix}{chapter}.ipynb)" if path.exists() else name
+
+
+def _ours(claim: Claim, runs: list[Record | None]) -> str:
+    if None in runs:
+        return f"not run here: {claim.needs}" if claim.needs else "not recorded yet"
+    unreal = [r for r in runs if r.profile != "full"]
+    if unreal:
+        return f"no full run yet (only a `{unreal[0].profile}` run, whose numbers mean nothing)"
+    return " / ".join(records.format_value(claim.metric, r.metrics.get(claim.metric)) for r in runs)
+
+
+def summary(recs: list[Record], notebooks: Path, claims=CLAIMS, link_prefix: str = "../notebooks/") -> str:
+    """The table "Runs and results" opens with: per chapter, the articles' numbers beside ours."""
+    latest = {(r.chapter, r.name): r for r in recs}  # records are oldest first: a re-run replaces a run
+    rows = []
+    for claim in claims:
+        runs = [latest.get((claim.chapter, name)) for name in claim.runs]
+        found = [r for r in runs if r is not None]
+        data = " / ".join(dict.fromkeys(_data_label(r.data) for r in found))
+        device = " / ".join(dict.fromkeys(r.device for r in found))
+        wall = sum(r.wall_time_s or 0 for r in found) if found else None
+        rows.append((_chapter_link(claim.chapter, notebooks, link_prefix), claim.result, claim.theirs,
+                     claim.source, _ours(claim, runs), data, device, _duration(wall)))
+    head = ["chapter", "result", "the article's number", "source", "ours", "data", "device", "wall time"]
+    return records.markdown_table(rows, head, align="llllllll")
+
+
+def runs_in_brief(recs: list[Record], notebooks: Path, claims=CLAIMS) -> str:
+    """A paragraph for the intro: which chapters show full runs, which show smoke runs, which rows are not run."""
+    profiles: dict[str, list[str]] = {}
+    smoke = []
+    for path in sorted(notebooks.glob("*.ipynb")):
+        cells = _cells(path)
+        run = run_description(cells)
+        profile = run["profile"].split(" ", 1)[0] if "profile" in run else "not run"
+        number = (_first_heading(cells) or path.stem).split(". ", 1)[0]
+        profiles.setdefault(profile, []).append(number)
+        if profile != "full":
+            smoke.append(f"chapter {number} shows only a `{profile}` run on {_data_label(run.get('data', 'no data'))}")
+
+    def chapters(numbers: list[str]) -> str:
+        if len(numbers) == 1:
+            return f"Chapter {numbers[0]}"
+        return f"Chapters {', '.join(numbers[:-1])} and {numbers[-1]}"
+
+    out = []
+    if profiles.get("full"):
+        out.append(f"{chapters(profiles['full'])} show the outputs of real `full` runs on the real data.")
+    if smoke:
+        out.append("Not yet: " + "; ".join(smoke) + ": that proves the code runs end to end, its accuracies mean "
+                   "nothing, and the full run is still to be recorded.")
+    latest = {(r.chapter, r.name) for r in recs}
+    missing = [(c, c.needs) for c in claims if c.needs and any((c.chapter, n) not in latest for n in c.runs)]
+    for needs in dict.fromkeys(n for _, n in missing):
+        rows = [f"{_chapter_link(c.chapter, notebooks, '').split(']')[0].lstrip('[').lower()}'s "
+                f"{c.result.split(',')[0]}" for c, n in missing if n == needs]
+        out.append(f"Not run here: {', '.join(rows)}; each {needs}. Their tables say so "
+                   "instead of showing a borrowed number.")
+    return " ".join(out) + "\n"
+
+
 def run_description(cells: list[dict[str, Any]]) -> dict[str, str]:
     """The ``key   value`` lines :func:`resbook.settings.describe_run` printed in a notebook's outputs."""
     for cell in cells:
@@ -171,10 +295,7 @@ def shown_outputs(notebooks: Path, link_prefix: str = "../notebooks/") -> str:
         number = (_first_heading(cells) or path.stem).split(". ", 1)[0]
         name = f"Chapter {number}" if number.isdigit() else path.stem
         title = f"[{name}]({link_prefix}{path.name})"
-        data = run.get("data", "")
-        if "/generated/" in data:  # a path in the cache of whoever ran it: say what it is
-            data = f"generated ({data.rstrip('/').rsplit('/', 1)[-1]})"
-        rows.append((title, shown, data, run.get("device", "")))
+        rows.append((title, shown, _data_label(run.get("data", "")), run.get("device", "")))
     return records.markdown_table(rows, ["chapter", "outputs shown", "data", "device"], align="llll")
 
 
@@ -183,6 +304,8 @@ def write_results_table() -> Path:
     out = ROOT / "book" / "_generated" / "results_table.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(results_page(recs, ROOT / "notebooks"))
+    (out.parent / "summary.md").write_text(summary(recs, ROOT / "notebooks"))
+    (out.parent / "runs_in_brief.md").write_text(runs_in_brief(recs, ROOT / "notebooks"))
     (out.parent / "shown_outputs.md").write_text(shown_outputs(ROOT / "notebooks"))
     return out
 
