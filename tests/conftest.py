@@ -10,6 +10,7 @@ imports a framework. The notebooks never mix the two: each runs in its own kerne
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 if importlib.util.find_spec("triton") is not None:
@@ -106,6 +107,7 @@ def book_script():
         path = Path(__file__).resolve().parent.parent / "book" / f"{name}.py"
         spec = importlib.util.spec_from_file_location(f"book_{name}", path)
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # as an import would: a dataclass in the script looks itself up there
         spec.loader.exec_module(module)
         return module
     return load
