@@ -87,7 +87,7 @@ def summary_rows(page):
 
 
 def test_summary_puts_the_articles_numbers_with_their_source_beside_ours(prepare, notebooks, claims):
-    recs = [record("01_residual_math", "resnet-56", "2026-01-01", data="MNIST idx files in /work/shared/data/mnist",
+    recs = [record("01_residual_math", "resnet-56", "2026-01-01", data="MNIST idx files in /home/someone/datasets/mnist",
                    test_error=0.0046),
             record("01_residual_math", "plain-56", "2026-01-02", train_error=0.01),
             record("01_residual_math", "plain-20", "2026-01-03", train_error=0.0036),
