@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="print the profile, data, device and versions a run would use")
     info.set_defaults(func=_info)
-    fetch = sub.add_parser("fetch", help="download, verify and extract a dataset or weights file; print its path")
+    fetch = sub.add_parser("fetch", help="download, verify and extract a dataset; print its path")
     fetch.add_argument("name", help="what to fetch, e.g. tf_flowers, mnist, oxford102 (a wrong name lists them)")
     fetch.add_argument("--dest", help="the folder to put it in (default: the cache, $RESBOOK_CACHE/NAME)")
     fetch.set_defaults(func=_fetch)
