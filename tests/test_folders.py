@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,6 +80,12 @@ def test_report_names_what_was_left_out(index):
     assert "dandelion/dandelion_0003.jpg = tulip/misfiled.jpg" in report
     for cls in FLOWER_CLASSES:
         assert cls in report
+
+
+def test_report_names_the_folder_as_the_reader_set_it(index, monkeypatch):
+    monkeypatch.setenv("RESBOOK_DATA", str(Path(index.root).parent))
+    first = index.report().splitlines()[0]
+    assert first.startswith(f"$RESBOOK_DATA/{Path(index.root).name}: 5 classes"), first
 
 
 def test_load_images_converts_every_mode_to_rgb(index, monkeypatch, tmp_path):

@@ -50,7 +50,7 @@ from PIL import Image
 
 from ..errors import ResbookError, as_path, brief, reason
 from ..files import atomic_write
-from ..settings import cache_dir, progress_bar
+from ..settings import cache_dir, display_path, progress_bar
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 SHOWN = 3  # how many file names a one-line summary quotes
@@ -96,7 +96,7 @@ class FolderIndex:
     def report(self) -> str:
         """A few lines on what the folder holds: classes with counts, skipped files, duplicates."""
         width = max(len(c) for c in self.classes)
-        lines = [f"{self.root}: {len(self.classes)} classes, {len(self.files):,} images"]
+        lines = [f"{display_path(self.root)}: {len(self.classes)} classes, {len(self.files):,} images"]
         lines += [f"  {c:<{width}}  {n:>6,}" for c, n in self.counts().items()]
         if self.skipped:
             what = "image(s)" if not any(f.endswith("/") for f, _ in self.skipped) else "image(s) or folder(s)"
