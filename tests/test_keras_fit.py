@@ -133,3 +133,116 @@ def test_warmup_cosine_rises_to_the_peak_then_falls_to_zero_at_the_last_step():
     assert float(warmup_cosine(1.0, epochs=1, steps_per_epoch=100, warmup_epochs=0.0)(1)) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="0 <= warmup_epochs < epochs"):
         warmup_cosine(0.1, epochs=2, steps_per_epoch=10, warmup_epochs=2)
+
+
+def test_random_resized_crop_is_identity_with_the_whole_image_and_mirrors_exactly():
+    from resbook.train.keras_fit import RandomResizedCrop
+    x = np.random.default_rng(0).uniform(0, 255, (32, 12, 10, 3)).astype("float32")
+    assert np.array_equal(np.asarray(RandomResizedCrop(seed=0)(x, training=False)), x)
+    whole = RandomResizedCrop(area=(1, 1), ratio=(1, 1), flip=False, seed=0)
+    assert np.allclose(np.asarray(whole(x, training=True)), x, atol=1e-3)
+    out = np.asarray(RandomResizedCrop(area=(1, 1), ratio=(1, 1), flip=True, seed=1)(x, training=True))
+    same = np.all(np.isclose(out, x, atol=1e-3), axis=(1, 2, 3))
+    mirrored = np.all(np.isclose(out, x[:, :, ::-1], atol=1e-3), axis=(1, 2, 3))
+    assert np.all(same | mirrored) and 5 < mirrored.sum() < 27  # each image kept or mirrored, about half mirrored
+
+
+def test_random_resized_crop_zooms_into_part_of_the_image(one_sentence):
+    from resbook.train.keras_fit import RandomResizedCrop
+    ramp = np.tile(np.arange(16, dtype="float32")[None, None, :, None], (64, 16, 1, 1))  # x coordinate as value
+    out = np.asarray(RandomResizedCrop(area=(0.25, 0.25), ratio=(1, 1), flip=False, seed=2)(ramp, training=True))
+    spans = out[:, 0, -1, 0] - out[:, 0, 0, 0]  # a quarter of the area at ratio 1: half of the width, resized
+    # 15/2 from the first to the last output pixel centre; a crop at the edge loses up to 1/4 pixel each side
+    assert np.all((spans > 7.0 - 1e-3) & (spans < 7.5 + 1e-3)) and np.mean(np.isclose(spans, 7.5, atol=1e-3)) > 0.8
+    assert out.min() >= 0 and out.max() <= 15
+    starts = out[:, 0, 0, 0]
+    assert starts.min() < 2 and starts.max() > 5  # the crop's position varies over the image
+    rows = np.asarray(RandomResizedCrop(area=(0.25, 0.25), ratio=(1, 1), flip=False, seed=3)(
+        np.swapaxes(ramp, 1, 2), training=True))
+    heights = rows[:, -1, 0, 0] - rows[:, 0, 0, 0]  # height is cut the same way
+    assert np.all((heights > 7.0 - 1e-3) & (heights < 7.5 + 1e-3))
+    for bad in (dict(area=(0, 1)), dict(area=(0.8, 0.5)), dict(ratio=(2, 1))):
+        with pytest.raises(ResbookError) as err:
+            RandomResizedCrop(**bad)
+        one_sentence(str(err.value))
+
+
+def test_random_resized_crop_survives_saving(tmp_path):
+    from resbook.train.keras_fit import RandomResizedCrop
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, RandomResizedCrop(area=(0.6, 0.9), flip=False, seed=4)(inputs))
+    model.save(tmp_path / "m.keras")
+    layer = keras.models.load_model(tmp_path / "m.keras").layers[-1]
+    assert isinstance(layer, RandomResizedCrop) and layer.area == (0.6, 0.9) and layer.flip is False
+
+
+def _fixed_logits_model():
+    """Logits [0, -27.6, 0] for every input: with SGD(0) the loss shows what labels the step saw."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)], name="fixed")
+    model.layers[0].set_weights([np.zeros((2, 3), "float32"), np.array([0.0, -27.6, 0.0], "float32")])
+    return model
+
+
+def _cross_entropy(q):
+    logp = np.log(np.exp([0.0, -27.6, 0.0]) / np.exp([0.0, -27.6, 0.0]).sum())
+    return float(-(np.asarray(q) * logp).sum())
+
+
+def test_fit_smooths_labels_on_training_and_validation():
+    x, y = np.zeros((4, 2), "float32"), np.ones(4, int)
+    hist = fit(_fixed_logits_model(), (x, y), (x, y), epochs=1, batch_size=4, optimizer=keras.optimizers.SGD(0.0),
+               verbose=0, label_smoothing=0.3)
+    smoothed = [0.1, 0.7 + 0.1, 0.1]  # 0.3 spread over 3 classes
+    assert hist["loss"][0] == pytest.approx(_cross_entropy(smoothed), rel=1e-3)
+    assert hist["val_loss"][0] == pytest.approx(_cross_entropy(smoothed), rel=1e-3)
+    assert hist["val_accuracy"][0] == 0.0  # argmax of the logits is never class 1
+    with pytest.raises(ResbookError, match="leave loss out"):
+        fit(_fixed_logits_model(), (x, y), None, epochs=1, batch_size=4, loss="mse", label_smoothing=0.1, verbose=0)
+
+
+def test_fit_trains_on_what_batch_transform_returns_and_validates_on_plain_labels():
+    seen = []
+
+    def uniform_labels(batch):  # stands in for MixUp: returns soft labels
+        seen.append((batch["images"].shape, batch["labels"].copy(), batch["images"][:, 0].copy()))
+        return {"images": batch["images"], "labels": np.full_like(batch["labels"], 1 / 3)}
+
+    x = np.arange(10, dtype="float32")[:, None].repeat(2, 1)
+    y = np.ones(10, int)
+    np.random.seed(0)  # fit draws its shuffling generator from NumPy's global state
+    hist = fit(_fixed_logits_model(), (x, y), (x, y), epochs=2, batch_size=4, optimizer=keras.optimizers.SGD(0.0),
+               verbose=0, batch_transform=uniform_labels)
+    assert hist["loss"] == pytest.approx([_cross_entropy([1 / 3] * 3)] * 2, rel=1e-3)
+    assert hist["val_loss"][0] == pytest.approx(_cross_entropy([0, 1, 0]), rel=1e-3)  # validation is not transformed
+    assert all(np.array_equal(labels, np.tile([0, 1, 0], (len(labels), 1))) for _, labels, _ in seen)
+    assert {shape[0] for shape, _, _ in seen} <= {4, 2}
+    # every training example once per epoch (the last batches fetched belong to the second epoch), reshuffled
+    first, last = (np.concatenate([ids for _, _, ids in part]) for part in (seen[-6:-3], seen[-3:]))
+    assert sorted(first) == sorted(last) == list(range(10)) and not np.array_equal(first, last)
+
+
+def test_fit_with_keras_mixup_mixes_images_and_labels(tiny_flowers):
+    train, val = tiny_flowers(20, 0), tiny_flowers(10, 1)
+    mixed = []
+    mixup = keras.layers.MixUp(alpha=0.4, seed=0)
+
+    def recording_mixup(batch):
+        out = mixup(batch)
+        mixed.append(keras.ops.convert_to_numpy(out["labels"]))
+        return out
+
+    net = build_resnet(SMALL, (32, 32, 3), classes=5)
+    hist = fit(with_input_pipeline(net), train, val, epochs=1, batch_size=10,
+               optimizer=keras.optimizers.Adam(1e-3), verbose=0, batch_transform=recording_mixup)
+    assert set(hist) >= {"loss", "accuracy", "val_loss", "val_accuracy", "time_s"}
+    labels = np.concatenate(mixed)
+    assert np.allclose(labels.sum(1), 1, atol=1e-5) and ((labels > 0.01) & (labels < 0.99)).any()  # soft labels
+
+
+def test_one_hot_rows_and_bad_labels():
+    from resbook.train.keras_fit import one_hot
+    assert np.array_equal(one_hot(np.array([2, 0]), 3), [[0, 0, 1], [1, 0, 0]])
+    assert one_hot(np.array([1]), 2).dtype == np.float32
+    for bad in (np.array([0.5]), np.array([3]), np.array([-1]), np.zeros((2, 3), int)):
+        with pytest.raises(ResbookError, match="one_hot needs"):
+            one_hot(bad, 3)

@@ -7,12 +7,20 @@
   which on JAX took minutes per epoch in our measurements.
 * :func:`configure_precision`: ``mixed_bfloat16`` where the device computes
   bf16 natively (GPUs, CPUs with AMX or AVX-512 bf16), else float32.
+* :class:`RandomResizedCrop`: a random crop of part of the image (of a random
+  area and aspect ratio), resized back to the input size, and a random
+  horizontal flip; the same bilinear gather as :class:`RandomAffine`. Keras 3
+  has no such layer (``RandomCrop`` cuts a fixed size and does not resize;
+  ``RandomZoom`` zooms about the centre).
 * :func:`warmup_cosine`: the learning rate rises linearly, then follows a
   cosine to 0 at the last step.
 * :func:`fit`'s loss is ``SparseCategoricalCrossentropy(from_logits=True)``:
   the models end in logits, so the loss reads them through a log-softmax on
   every backend (on probabilities, Keras clips them to ``[1e-7, 1 - 1e-7]`` on
-  JAX and PyTorch, where a confident mistake then gets no gradient).
+  JAX and PyTorch, where a confident mistake then gets no gradient). With
+  ``label_smoothing`` or a ``batch_transform`` that mixes labels (Keras'
+  ``MixUp``, ``CutMix``) it trains on one-hot labels with
+  ``CategoricalCrossentropy(from_logits=True)`` instead.
 * :func:`train_from_scratch`: chapters 3 and 4's recipe for a ResNet that
   starts from random weights.
 * :func:`fit`: compile + fit with in-memory arrays, one line per epoch in
@@ -149,6 +157,69 @@ class RandomAffine(layers.Layer):
         return ops.cast(_bilinear(x, src_x, src_y), dtype)
 
 
+@keras.saving.register_keras_serializable(package="resbook")
+class RandomResizedCrop(layers.Layer):
+    """A random crop of each image, resized back to the input size, and a random horizontal flip (training only).
+
+    The crop covers a fraction of the image's area drawn uniformly from
+    ``area`` and has a width/height ratio drawn log-uniformly from ``ratio``
+    (a side that would exceed the image is cut to the image's side); its
+    position is uniform over the image. This is the "random-resized crop" of
+    Inception and torchvision's ``RandomResizedCrop``, resampled bilinearly
+    with the crop's corners at pixel corners, so ``area=(1, 1), ratio=(1, 1),
+    flip=False`` returns the images unchanged. At inference
+    (``training=False``) the layer returns its input unchanged.
+    """
+
+    def __init__(self, area: tuple[float, float] = (0.5, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                 flip: bool = True, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        area, ratio = tuple(float(a) for a in area), tuple(float(r) for r in ratio)
+        if len(area) != 2 or not 0 < area[0] <= area[1] <= 1:
+            raise ResbookError(f"RandomResizedCrop's area must be (low, high) with 0 < low <= high <= 1, the "
+                               f"fractions of the image a crop covers, not {area}.")
+        if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]:
+            raise ResbookError(f"RandomResizedCrop's ratio must be (low, high) with 0 < low <= high, the crop's "
+                               f"width/height, not {ratio}.")
+        self.area, self.ratio, self.flip, self.seed = area, ratio, flip, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def get_config(self):
+        return {**super().get_config(), "area": list(self.area), "ratio": list(self.ratio), "flip": self.flip,
+                "seed": self.seed}
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        dtype = images.dtype
+        x = ops.cast(images, "float32")
+        shape = ops.shape(x)
+        b, h, w = shape[0], shape[1], shape[2]
+        hf, wf = ops.cast(h, "float32"), ops.cast(w, "float32")
+
+        def uniform(low, high):
+            return keras.random.uniform((b,), low, high, seed=self.seed_generator)
+
+        area = uniform(*self.area)
+        aspect = ops.exp(uniform(math.log(self.ratio[0]), math.log(self.ratio[1])))
+        cw = ops.minimum(ops.sqrt(area * aspect), 1.0)[:, None, None]  # crop width and height, as fractions
+        ch = ops.minimum(ops.sqrt(area / aspect), 1.0)[:, None, None]
+        x0 = uniform(0.0, 1.0)[:, None, None] * (1.0 - cw)
+        y0 = uniform(0.0, 1.0)[:, None, None] * (1.0 - ch)
+
+        # Output pixel centre (j + 0.5) / w of the crop maps to the source pixel (x0 + u * cw) * w - 0.5.
+        ys, xs = ops.meshgrid(ops.arange(h, dtype="float32"), ops.arange(w, dtype="float32"), indexing="ij")
+        u, v = ((xs + 0.5) / wf)[None], ((ys + 0.5) / hf)[None]
+        if self.flip:
+            u = ops.where((uniform(0.0, 1.0) < 0.5)[:, None, None], 1.0 - u, u)  # a flip mirrors x
+        src_x = (x0 + u * cw) * wf - 0.5
+        src_y = (y0 + v * ch) * hf - 0.5
+        return ops.cast(_bilinear(x, src_x, src_y), dtype)
+
+
 def _bilinear(x, src_x, src_y):
     """Sample ``x[b, h, w, c]`` at float coordinates ``src_[xy][b, h, w]``, clamping to the edges."""
     shape = ops.shape(x)
@@ -192,11 +263,49 @@ def with_input_pipeline(model: keras.Model, augment: layers.Layer | None = None,
     return keras.Model(inputs, model(x), name=name or f"{model.name}_with_inputs")
 
 
+class TransformedBatches(keras.utils.PyDataset):
+    """Shuffled batches of in-memory arrays, each passed through ``transform`` (see :func:`fit`'s ``batch_transform``).
+
+    ``transform`` receives ``{"images": x, "labels": y}`` (NumPy) and returns
+    such a dict (Keras' ``MixUp`` and ``CutMix`` layers take and give exactly
+    that); the batches are converted back to float32 NumPy arrays. The order is drawn again
+    from ``rng`` at the start and at the end of every epoch.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, transform: Callable,
+                 rng: np.random.Generator):
+        super().__init__()
+        self.x, self.y, self.batch_size, self.transform, self.rng = x, y, batch_size, transform, rng
+        self.order = rng.permutation(len(x))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __getitem__(self, i: int):
+        picked = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        out = self.transform({"images": self.x[picked], "labels": self.y[picked]})
+        # float32 whatever the layer computed in (a mixed_bfloat16 policy makes Keras' layers compute in bf16)
+        return tuple(np.asarray(ops.convert_to_numpy(out[k]), dtype="float32") for k in ("images", "labels"))
+
+    def on_epoch_end(self):
+        self.order = self.rng.permutation(len(self.x))
+
+
+def one_hot(labels: np.ndarray, classes: int) -> np.ndarray:
+    """Integer labels as float32 one-hot rows: ``one_hot([2, 0], 3) == [[0, 0, 1], [1, 0, 0]]``."""
+    labels = np.asarray(labels)
+    integers = labels.ndim == 1 and np.issubdtype(labels.dtype, np.integer)
+    if not integers or (labels < 0).any() or (labels >= classes).any():
+        raise ResbookError(f"one_hot needs a 1-D array of integer labels in 0..{classes - 1}, not {labels!r:.60}.")
+    return np.eye(classes, dtype="float32")[labels]
+
+
 def fit(model: keras.Model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray] | None,
         epochs: int, batch_size: int, optimizer: keras.optimizers.Optimizer | str = "adam",
         loss: str | Callable | None = None, metrics: Sequence[str] = ("accuracy",),
         callbacks: Sequence[keras.callbacks.Callback] = (), jit_compile: bool | str = "auto",
-        verbose: int | None = None) -> dict[str, list[float]]:
+        verbose: int | None = None, batch_transform: Callable | None = None,
+        label_smoothing: float = 0.0) -> dict[str, list[float]]:
     """Compile ``model`` and train it on in-memory arrays; return ``history.history`` plus ``time_s``.
 
     ``model`` ends in logits over the classes and ``train``'s labels are
@@ -205,8 +314,31 @@ def fit(model: keras.Model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.
     seeds a run, and :func:`resbook.settings.seed_everything` a model built again
     with another seed. TensorFlow's notice that ``predict`` traced again is
     dropped from the log (a new model per run does that by design).
+
+    Soft labels: with ``label_smoothing`` > 0 or a ``batch_transform``, the
+    labels of ``train`` and ``val`` become one-hot rows (:func:`one_hot`) and
+    the loss ``CategoricalCrossentropy(from_logits=True, label_smoothing=...)``
+    (``loss`` must then be left out). ``batch_transform`` is called on every
+    training batch as ``{"images": x, "labels": one-hot y}`` and returns such a
+    dict, e.g. ``keras.layers.MixUp()`` or ``keras.layers.CutMix()``: the
+    batches come from a :class:`TransformedBatches`, shuffled each epoch with
+    a generator drawn from NumPy's global state (so a seeded run repeats).
+    ``accuracy`` then compares the prediction with each label's largest share
+    (on a mixed batch, the image that dominates the mix).
     """
     logging.getLogger("tensorflow").addFilter(_DROP_RETRACING_NOTICE)
+    soft = batch_transform is not None or label_smoothing > 0
+    if soft and loss is not None:
+        raise ResbookError("fit chooses the loss itself with label_smoothing or a batch_transform (categorical "
+                           "cross-entropy on one-hot labels): leave loss out, or smooth and mix inside your loss.")
+    if not 0 <= label_smoothing < 1:
+        raise ResbookError(f"label_smoothing must be in [0, 1), the share of each label spread over all classes, "
+                           f"not {label_smoothing}.")
+    if soft:
+        classes = model.output_shape[-1]
+        train = (train[0], one_hot(train[1], classes))
+        val = None if val is None else (val[0], one_hot(val[1], classes))
+        loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True) if loss is None else loss
     model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics), jit_compile=jit_compile)
     verbose = progress_verbosity() if verbose is None else verbose
@@ -214,8 +346,14 @@ def fit(model: keras.Model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.
         print(f"{model.name}: training on {settings.device_description()} ({keras.backend.backend()} backend) with "
               f"{keras.mixed_precision.global_policy().name}, XLA {'on' if model.jit_compile else 'off'}, "
               f"batch {batch_size}, {len(train[0])} examples")
-    history = model.fit(train[0], train[1], validation_data=val, epochs=epochs, batch_size=batch_size,
-                        shuffle=True, callbacks=[EpochTimer(), *callbacks], verbose=verbose)
+    if batch_transform is None:
+        data = dict(x=train[0], y=train[1], batch_size=batch_size, shuffle=True)
+    else:
+        rng = np.random.default_rng(np.random.randint(2**31))
+        data = dict(x=TransformedBatches(train[0], train[1], batch_size, batch_transform, rng), shuffle=False,
+                    validation_batch_size=batch_size)
+    history = model.fit(**data, validation_data=val, epochs=epochs, callbacks=[EpochTimer(), *callbacks],
+                        verbose=verbose)
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 
