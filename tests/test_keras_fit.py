@@ -246,3 +246,22 @@ def test_one_hot_rows_and_bad_labels():
     for bad in (np.array([0.5]), np.array([3]), np.array([-1]), np.zeros((2, 3), int)):
         with pytest.raises(ResbookError, match="one_hot needs"):
             one_hot(bad, 3)
+
+
+def test_fit_mixes_in_float32_under_mixed_precision_and_finalizes_the_ema(tiny_flowers, one_sentence):
+    """Under mixed_bfloat16 Keras' MixUp fails on its float32 weights: fit asks for dtype="float32", which works."""
+    train, val = tiny_flowers(10, 0), tiny_flowers(5, 1)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = with_input_pipeline(build_resnet(SMALL, (32, 32, 3), classes=5))
+        with pytest.raises(ResbookError) as err:
+            fit(model, train, val, epochs=1, batch_size=5, verbose=0, batch_transform=keras.layers.MixUp())
+        assert 'dtype="float32"' in one_sentence(str(err.value))
+        optimizer = keras.optimizers.AdamW(1e-3, use_ema=True)
+        hist = fit(model, train, val, epochs=1, batch_size=5, optimizer=optimizer, verbose=0, label_smoothing=0.1,
+                   batch_transform=keras.layers.MixUp(seed=0, dtype="float32"))
+        assert len(hist["val_accuracy"]) == 1
+        averages = [v for v in optimizer._model_variables_moving_average if v is not None]
+        assert all(np.array_equal(np.asarray(a), np.asarray(w)) for a, w in zip(averages, model.trainable_variables))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

@@ -324,13 +324,19 @@ def fit(model: keras.Model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.
     batches come from a :class:`TransformedBatches`, shuffled each epoch with
     a generator drawn from NumPy's global state (so a seeded run repeats).
     ``accuracy`` then compares the prediction with each label's largest share
-    (on a mixed batch, the image that dominates the mix).
+    (on a mixed batch, the image that dominates the mix). A Keras layer given
+    as ``batch_transform`` must compute in float32 (``dtype="float32"``): under
+    a ``mixed_bfloat16`` policy Keras' ``MixUp`` fails, so fit says so first.
     """
     logging.getLogger("tensorflow").addFilter(_DROP_RETRACING_NOTICE)
     soft = batch_transform is not None or label_smoothing > 0
     if soft and loss is not None:
         raise ResbookError("fit chooses the loss itself with label_smoothing or a batch_transform (categorical "
                            "cross-entropy on one-hot labels): leave loss out, or smooth and mix inside your loss.")
+    if isinstance(batch_transform, layers.Layer) and batch_transform.compute_dtype != "float32":
+        raise ResbookError(f"batch_transform {batch_transform.name!r} computes in {batch_transform.compute_dtype} "
+                           "(the global mixed-precision policy), and Keras' MixUp then fails on its float32 mixing "
+                           "weights: make it with dtype=\"float32\", e.g. keras.layers.MixUp(dtype=\"float32\").")
     if not 0 <= label_smoothing < 1:
         raise ResbookError(f"label_smoothing must be in [0, 1), the share of each label spread over all classes, "
                            f"not {label_smoothing}.")
