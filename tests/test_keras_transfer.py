@@ -176,7 +176,7 @@ def test_a_layer_named_optimizer_something_is_a_layer(tmp_path):
 
 
 def test_generated_weights_with_their_own_hash_and_a_wrong_one(tmp_path, small_base):
-    """The verified path chapter 3 uses for ImageNet weights, on a generated file with its own md5."""
+    """The verified path chapter 4 uses for ImageNet weights, on a generated file with its own md5."""
     from resbook.data.download import Remote, file_hash
     path = save_legacy_h5(small_base, tmp_path / "resnet18_notop.h5")
     remote = Remote("https://example.invalid/resnet18_notop.h5", path.name, "md5", file_hash(path, "md5"))
@@ -201,7 +201,7 @@ def test_imagenet_weights_come_through_the_verified_download(monkeypatch, tmp_pa
 
 
 def test_head_on_frozen_base_learns_generated_flowers_and_base_stays_put(tiny_flowers):
-    """Phase 1 as chapter 3 runs it: only the head learns, its loss falls, the frozen base does not move."""
+    """Phase 1 as chapter 4 runs it: only the head learns, its loss falls, the frozen base does not move."""
     from resbook.train.keras_fit import fit
     x, y = tiny_flowers(100, 0)
     base = backbone(SMALL, (32, 32, 3))

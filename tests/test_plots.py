@@ -41,7 +41,7 @@ def _labelled_y_ticks(ax):
 
 
 def test_log_axes_are_labelled_with_plain_numbers():
-    """A loss falling from 4 to 0.5 (less than a decade, chapter 4's first steps) and one over three
+    """A loss falling from 4 to 0.5 (less than a decade, chapter 5's first steps) and one over three
     decades: every label is a plain number such as 0.5 or 2, never 4x10^0, and there are enough to read."""
     for losses in (np.geomspace(4, 0.5, 60), np.geomspace(3, 0.003, 60)):
         fig = plots.plot_curves({"a": {"step_loss": list(losses)}}, keys=("step_loss",), logy=("step_loss",))
@@ -60,7 +60,7 @@ def test_image_grid():
 
 
 def test_confusion_matrix_shows_counts_and_makes_rare_mistakes_visible():
-    """99.7% right (chapter 5's digits): a single mistake among a thousand right answers must stand out
+    """99.7% right (chapter 6's digits): a single mistake among a thousand right answers must stand out
     from the cells with none, and the biggest mistake gets the darkest colour."""
     fig = plots.confusion_matrix([0, 0, 1, 2], [0, 1, 1, 2], ["x", "y", "z"])
     counts = [t.get_text() for t in fig.axes[0].texts]

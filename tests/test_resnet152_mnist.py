@@ -1,4 +1,4 @@
-"""Chapter 4's pieces: padded digits into a frozen ResNet-152 with the article's dense head, and a
+"""Chapter 5's pieces: padded digits into a frozen ResNet-152 with the article's dense head, and a
 small end-to-end network that learns the padded digits."""
 
 import keras
@@ -23,7 +23,7 @@ def test_frozen_resnet152_trains_only_the_dense_head():
 
 
 def test_the_from_scratch_recipe_learns_padded_generated_digits():
-    """train_from_scratch, as chapters 3 and 4 run it: zero-initialised residual branches, warm-up then cosine."""
+    """train_from_scratch, as chapters 4 and 5 run it: zero-initialised residual branches, warm-up then cosine."""
     (x, y), (xv, yv) = make_digits(300, seed=0), make_digits(100, seed=1)
     x, xv = pad_to_rgb32(x), pad_to_rgb32(xv)
     augment = RandomAffine(flip=False, rotation=10, shift=0.1, seed=0)

@@ -2,7 +2,7 @@
 
 This module sits above the rest of :mod:`resbook.data` and is the only one
 that knows about profiles: :func:`load_digits` (chapters 1, 4 and 5),
-:func:`flowers_folder` (chapters 2 and 3) and :func:`oxford10` (chapter 3)
+:func:`flowers_folder` (chapters 2 and 4) and :func:`oxford10` (chapter 4)
 pick generated data (:mod:`~resbook.data.generated`) or real files
 (:func:`~resbook.data.sources.fetch`, :mod:`~resbook.data.mnist`,
 :mod:`~resbook.data.folders`). None of those imports this module back.

@@ -20,7 +20,7 @@
   ``6n + 2`` (20, 32, 44, 56, 110), with original or (``preact=True``)
   pre-activation blocks; chapter 1.
 * :func:`mnist_resnet`: the small ResNet of the PyTorch + TensorBoard article
-  (chapter 5): torchvision's ImageNet stem (7x7 convolution with stride 2,
+  (chapter 6): torchvision's ImageNet stem (7x7 convolution with stride 2,
   max-pool) and one basic block per stage, for 28x28 digits. With
   ``widths=(64, 128, 256, 512), blocks=2`` it *is* torchvision's ResNet-18.
 

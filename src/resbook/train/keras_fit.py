@@ -21,7 +21,7 @@
   ``label_smoothing`` or a ``batch_transform`` that mixes labels (Keras'
   ``MixUp``, ``CutMix``) it trains on one-hot labels with
   ``CategoricalCrossentropy(from_logits=True)`` instead.
-* :func:`train_from_scratch`: chapters 3 and 4's recipe for a ResNet that
+* :func:`train_from_scratch`: chapters 4 and 5's recipe for a ResNet that
   starts from random weights.
 * :func:`fit`: compile + fit with in-memory arrays, one line per epoch in
   stored outputs (a progress bar when interactive), and epoch times in the
@@ -367,7 +367,7 @@ def train_from_scratch(depth: str | Sequence[int], train: tuple[np.ndarray, np.n
                        val: tuple[np.ndarray, np.ndarray] | None, classes: int, epochs: int, batch_size: int,
                        learning_rate: float, augment: layers.Layer | None = None,
                        warmup_epochs: float = 0.2) -> tuple[keras.Model, dict[str, list[float]]]:
-    """The from-scratch recipe of chapters 3 and 4; returns the trained model and :func:`fit`'s history.
+    """The from-scratch recipe of chapters 4 and 5; returns the trained model and :func:`fit`'s history.
 
     A fresh ResNet (``build_resnet(depth, ..., zero_init_residual=True)``: each
     block starts as the identity) behind :func:`with_input_pipeline` (uint8

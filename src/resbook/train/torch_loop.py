@@ -14,7 +14,7 @@ History is a dict of per-epoch lists, like Keras' ``History.history``:
 
 Also here: :func:`random_shift`, an augmentation that works on a batch
 already on the device (``fit(..., augment=...)``). ``fit(...,
-on_epoch_end=...)`` is the hook a chapter logs with: chapter 5 writes its
+on_epoch_end=...)`` is the hook a chapter logs with: chapter 6 writes its
 TensorBoard logging there, with ``torch.utils.tensorboard``.
 """
 
@@ -133,7 +133,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train: Batch, val: B
     augmented batch. With ``checkpoint``, the model, optimizer, scheduler and
     history are saved after every epoch, and a later call with the same path
     resumes after the last finished epoch. ``on_epoch_end(epoch, history)``
-    is called after each epoch (chapter 5 logs to TensorBoard with it).
+    is called after each epoch (chapter 6 logs to TensorBoard with it).
 
     ``fit`` seeds no global random generator: a run is seeded once, by
     :func:`resbook.settings.seed_everything` (which

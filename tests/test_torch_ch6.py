@@ -1,4 +1,4 @@
-"""Chapter 5: the article's MNIST ResNet, its match with torchvision, and TensorBoard logging."""
+"""Chapter 6: the article's MNIST ResNet, its match with torchvision, and TensorBoard logging."""
 
 import json
 import re
@@ -28,14 +28,14 @@ ARTICLE_SHAPES = [("conv1", (2, 64, 14, 14)), ("bn1", (2, 64, 14, 14)), ("relu",
                   ("maxpool", (2, 64, 7, 7)), ("layer1", (2, 64, 7, 7)), ("layer2", (2, 128, 4, 4)),
                   ("layer3", (2, 256, 2, 2)), ("avgpool", (2, 256, 1, 1)), ("fc", (2, 10))]
 PROJECTIONS = (64 * 128 + 2 * 128) + (128 * 256 + 2 * 256)  # two 1x1 convolutions + their BatchNorms
-CHAPTER = Path(__file__).resolve().parents[1] / "notebooks" / "05_pytorch_resnet_tensorboard.ipynb"
+CHAPTER = Path(__file__).resolve().parents[1] / "notebooks" / "06_pytorch_resnet_tensorboard.ipynb"
 
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]  # digits 0-9 in MNIST's train set
 
 
 def chapter_cell(marker: str) -> str:
-    """The source of the one code cell of chapter 5 that contains ``marker``."""
+    """The source of the one code cell of chapter 6 that contains ``marker``."""
     cells = ["".join(cell["source"]) for cell in json.loads(CHAPTER.read_text(encoding="utf-8"))["cells"]
              if cell["cell_type"] == "code" and marker in "".join(cell["source"])]
     assert len(cells) == 1
@@ -43,12 +43,12 @@ def chapter_cell(marker: str) -> str:
 
 
 def chapter_logging_code() -> str:
-    """The source of chapter 5's TensorBoard logging cell (``log_inputs``, ``tensorboard_hook``)."""
+    """The source of chapter 6's TensorBoard logging cell (``log_inputs``, ``tensorboard_hook``)."""
     return chapter_cell("def tensorboard_hook")
 
 
 def chapter_logging() -> dict:
-    """What chapter 5's logging cell defines, run as the chapter runs it."""
+    """What chapter 6's logging cell defines, run as the chapter runs it."""
     namespace = {"settings": settings}
     exec(chapter_logging_code(), namespace)
     return namespace
@@ -231,7 +231,7 @@ import sys, torch
 from resbook import settings
 from resbook.models.torch_resnet import mnist_resnet
 from resbook.records import read_scalars
-exec(sys.argv[2])  # chapter 5's logging cell
+exec(sys.argv[2])  # chapter 6's logging cell
 model = mnist_resnet(widths=(8,))
 model(torch.randn(2, 1, 28, 28)).sum().backward()
 with SummaryWriter(sys.argv[1]) as writer:
