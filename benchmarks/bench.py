@@ -88,9 +88,9 @@ class Case:
 CASES = {
     "resnet56-28": Case("torch", "01", "cifar_resnet56", 28, 10, batch_cpu=128, batch_gpu=512),
     "resnet50-64": Case("keras", "02", "resnet50", 64, 5, batch_cpu=40, batch_gpu=512),
-    "resnet50-transfer": Case("keras", "03", "resnet50", 224, 5, batch_cpu=32, batch_gpu=128, side_cpu=96),
-    "resnet152-32": Case("keras", "04", "resnet152", 32, 10, batch_cpu=128, batch_gpu=256),
-    "mnist-resnet": Case("torch", "05", "mnist_resnet", 28, 10, batch_cpu=128, batch_gpu=512),
+    "resnet50-transfer": Case("keras", "04", "resnet50", 224, 5, batch_cpu=32, batch_gpu=128, side_cpu=96),
+    "resnet152-32": Case("keras", "05", "resnet152", 32, 10, batch_cpu=128, batch_gpu=256),
+    "mnist-resnet": Case("torch", "06", "mnist_resnet", 28, 10, batch_cpu=128, batch_gpu=512),
 }
 
 
