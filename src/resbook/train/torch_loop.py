@@ -8,6 +8,14 @@ computes bf16 natively, see :func:`resbook.settings.precision`; channels_last
 memory format), shows a progress bar, prints one line per
 epoch, and can checkpoint every epoch and resume an interrupted run.
 
+The same :func:`fit` trains a ``DistributedDataParallel`` model in every
+process of a ``torchrun`` launch (see :mod:`resbook.train.torch_ddp`): when
+``torch.distributed`` is initialised, each process takes its share of every
+epoch from a ``DistributedSampler`` (the same sampler, with ``world_size``
+1, orders the examples of a single-process run), the epoch's loss and
+accuracy are averaged over the processes, only rank 0 prints and writes
+checkpoints, and every rank resumes from them.
+
 History is a dict of per-epoch lists, like Keras' ``History.history``:
 ``epoch, loss, accuracy, val_loss, val_accuracy, time_s`` plus ``step_loss``
 (one value per optimisation step).
@@ -26,8 +34,10 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
+from torch import distributed as dist
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.data.distributed import DistributedSampler
 
 from ..errors import ResbookError
 from ..files import atomic_write
@@ -54,17 +64,38 @@ def autocast_dtype(device: torch.device, precision: str | None = None) -> torch.
     return torch.bfloat16 if settings.precision(precision, native_bf16=native) == "bfloat16" else None
 
 
-def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,
-            generator: torch.Generator | None = None) -> Iterator[Batch]:
-    """Yield ``(x, y)`` mini-batches from in-memory tensors (a random order when ``shuffle``)."""
-    n = len(x)
-    order = torch.randperm(n, generator=generator).to(x.device) if shuffle else None
+def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int,
+            order: torch.Tensor | None = None) -> Iterator[Batch]:
+    """Yield ``(x, y)`` mini-batches from in-memory tensors, in ``order`` (indices) if given."""
+    n = len(x) if order is None else len(order)
     for start in range(0, n, batch_size):
         if order is None:
             yield x[start:start + batch_size], y[start:start + batch_size]
         else:
             idx = order[start:start + batch_size]
             yield x[idx], y[idx]
+
+
+def rank_and_world() -> tuple[int, int]:
+    """``(rank, world size)`` of this process: ``(0, 1)`` unless ``torch.distributed`` is initialised."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def epoch_order(n: int, epoch: int, seed: int = 0, rank: int = 0, world_size: int = 1) -> torch.Tensor:
+    """The indices this process trains on in ``epoch``, from a ``DistributedSampler`` over ``n`` examples.
+
+    Every process draws the same permutation (seeded with ``seed + epoch``,
+    ``set_epoch``) and takes every ``world_size``-th index from position
+    ``rank`` on, the permutation padded by repeating its start when ``n`` does
+    not divide evenly. So the first batch of ``b`` examples on each of two
+    processes holds exactly the first ``2b`` examples a single process
+    (``world_size=1``) trains on.
+    """
+    sampler = DistributedSampler(range(n), num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+    sampler.set_epoch(epoch)
+    return torch.tensor(list(sampler), dtype=torch.long)
 
 
 def _prepare(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
@@ -94,6 +125,11 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
         preds.append(p.cpu())
     return {"loss": loss_sum / max(total, 1), "accuracy": correct / max(total, 1),
             "predictions": torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)}
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a ``DistributedDataParallel`` wrapper (``model.module``); any other model as it is."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def save_checkpoint(path: str | os.PathLike, **state) -> None:
@@ -128,8 +164,9 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train: Batch, val: B
 
     Every epoch is three steps: one pass of training over the shuffled data,
     :func:`evaluate` on ``val`` (if given), and :func:`save_checkpoint` (with
-    ``checkpoint``). ``scheduler`` is stepped once per optimisation step
-    (e.g. OneCycleLR). ``augment`` maps a batch of inputs on the device to an
+    ``checkpoint``). ``batch_size`` is per process: under ``torchrun`` with N
+    processes a step sees ``N * batch_size`` examples. ``scheduler`` is stepped
+    once per optimisation step (e.g. OneCycleLR). ``augment`` maps a batch of inputs on the device to an
     augmented batch. With ``checkpoint``, the model, optimizer, scheduler and
     history are saved after every epoch, and a later call with the same path
     resumes after the last finished epoch. ``on_epoch_end(epoch, history)``
@@ -139,30 +176,33 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train: Batch, val: B
     :func:`resbook.settings.seed_everything` (which
     :func:`resbook.settings.describe_run` calls), and the initial weights and
     ``augment``'s draws come from there. Only the order of the examples is
-    drawn from a generator of fit's own, seeded from ``seed`` and the epoch,
-    so that a resumed run shuffles exactly as an uninterrupted one.
+    drawn by :func:`epoch_order`, seeded from ``seed`` and the epoch, so that
+    a resumed run shuffles exactly as an uninterrupted one.
     """
     device = device or default_device()
     dtype = autocast_dtype(device, precision)
+    rank, world = rank_and_world()
+    verbose = verbose and rank == 0
     prefix = f"{name}: " if name else ""
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     x_train, y_train = train[0].to(device), train[1].to(device)
     val = None if val is None else (val[0].to(device), val[1].to(device))
-    history, start_epoch = _resume(checkpoint, model, optimizer, scheduler, device)
+    history, start_epoch = _resume(checkpoint, unwrap(model), optimizer, scheduler, device)
     if verbose and start_epoch:
         print(f"{prefix}resumed from {settings.display_path(checkpoint)} after epoch {start_epoch}")
     elif verbose:
         where = settings.device_description() if device.type == "cpu" else device.type
+        per = f"{world} processes x batch {batch_size}" if world > 1 else f"batch {batch_size}"
         print(f"{prefix}training on {where} with {'float32' if dtype is None else 'bf16 autocast'}"
-              f"{', channels_last' if channels_last else ''}, batch {batch_size}, {len(x_train)} examples")
-    steps_per_epoch = -(-len(x_train) // batch_size)
+              f"{', channels_last' if channels_last else ''}, {per}, {len(x_train)} examples")
+    steps_per_epoch = -(-len(epoch_order(len(x_train), 0, seed, rank, world)) // batch_size)
     bar = progress_bar(total=steps_per_epoch * (epochs - start_epoch), show=verbose, desc=name or "train",
                        leave=False)
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
-        order = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        order = epoch_order(len(x_train), epoch, seed, rank, world).to(device)
         scores = _train_epoch(model, optimizer, x_train, y_train, batch_size, order, scheduler=scheduler,
                               augment=augment, dtype=dtype, channels_last=channels_last, on_step=bar.update)
         if val is not None:
@@ -176,10 +216,12 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train: Batch, val: B
                       + f"  ({history['time_s'][-1]:.1f} s)")
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, history)
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, model=model.state_dict(), optimizer=optimizer.state_dict(),
+        if checkpoint is not None and rank == 0:
+            save_checkpoint(checkpoint, model=unwrap(model).state_dict(), optimizer=optimizer.state_dict(),
                             scheduler=scheduler.state_dict() if scheduler is not None else None,
                             epoch=epoch + 1, history=history)
+        if world > 1:
+            dist.barrier()  # no rank runs ahead of the checkpoint it would resume from
     bar.close()
     return history
 
@@ -199,19 +241,20 @@ def _resume(checkpoint: str | os.PathLike | None, model: nn.Module, optimizer: t
 
 
 def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                 batch_size: int, order: torch.Generator, scheduler=None,
+                 batch_size: int, order: torch.Tensor, scheduler=None,
                  augment: Callable[[torch.Tensor], torch.Tensor] | None = None, dtype: torch.dtype | None = None,
                  channels_last: bool = True, on_step: Callable[[int], object] | None = None) -> dict:
-    """One pass over ``(x, y)`` (on the device) in the random order ``order`` draws, one optimizer step per batch.
+    """One pass over the examples ``order`` picks from ``(x, y)`` (on the device), one optimizer step per batch.
 
     Returns the epoch's mean ``loss`` and ``accuracy`` (of the weights as they
-    changed during the epoch) and ``step_loss``, the loss of every step.
+    changed during the epoch) and ``step_loss``, the loss of every step; under
+    ``torch.distributed``, each averaged over the processes.
     """
     model.train()
     loss_sum = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
     step_loss = []
-    for xb, yb in batches(x, y, batch_size, shuffle=True, generator=order):
+    for xb, yb in batches(x, y, batch_size, order=order):
         xb = _prepare(augment(xb) if augment else xb, x.device, channels_last)
         with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(xb)
@@ -226,8 +269,14 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Te
         correct += (logits.argmax(1) == yb).sum()
         if on_step is not None:
             on_step(1)
-    return {"loss": loss_sum.item() / len(x), "accuracy": correct.item() / len(x),
-            "step_loss": torch.stack(step_loss).tolist()}
+    totals = torch.stack([loss_sum.float(), correct.float(), torch.tensor(float(len(order)), device=x.device)])
+    step_loss = torch.stack(step_loss).float()
+    if rank_and_world()[1] > 1:  # each process saw its share: sum the shares, average the step losses
+        dist.all_reduce(totals)
+        dist.all_reduce(step_loss)
+        step_loss /= dist.get_world_size()
+    return {"loss": totals[0].item() / totals[2].item(), "accuracy": totals[1].item() / totals[2].item(),
+            "step_loss": step_loss.tolist()}
 
 
 def as_tensors(images, labels, mean: float | tuple = 0.0, std: float | tuple = 1.0) -> Batch:
