@@ -32,13 +32,10 @@ import datetime
 import hashlib
 import json
 import os
-import queue
 import re
 import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -51,6 +48,7 @@ from torch import nn
 from ..errors import ResbookError
 from ..files import atomic_write
 from ..models.torch_resnet import count_parameters, mnist_resnet
+from ..processes import run_with_deadline
 from .torch_loop import as_tensors, fit, unwrap
 
 DEFAULTS: dict[str, Any] = dict(
@@ -134,50 +132,16 @@ def launch(settings: dict[str, Any], out: str | os.PathLike, nproc: int = 2, *, 
     threads = os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     env = {**os.environ, "OMP_NUM_THREADS": threads, "TQDM_DISABLE": "1"}  # rank 0 prints a line per epoch
     # The workers' prints (rank 0's) come through stdout; torchrun's log, warnings and tracebacks through stderr.
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
-    stderr: list[str] = []
-    threading.Thread(target=lambda: stderr.extend(proc.stderr), daemon=True).start()
-    deadline = time.monotonic() + timeout_s
-    try:
-        for line in _lines_until(proc, deadline):
-            if verbose:
-                print(line, end="", flush=True)
-    finally:
-        if proc.poll() is None:  # past the deadline: stop the whole process group (torchrun and its workers)
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    text = "".join(stderr)
+    done = run_with_deadline(cmd, timeout_s, env, verbose)
     errors = sorted(out.glob("error-rank*.txt"))
     if errors:
         raise ResbookError(errors[0].read_text().strip())
-    if time.monotonic() >= deadline and not (out / "result.json").exists():
+    if done.returncode is None:
         raise ResbookError(f"the run with {nproc} processes did not finish within {timeout_s:g} s and was stopped: "
                            "give it more time (timeout_s), or look for a process that hangs.")
-    if proc.returncode != 0:
-        raise ResbookError(_failure(text, proc.returncode, nproc, join_timeout_s))
+    if done.returncode != 0:
+        raise ResbookError(_failure(done.stderr, done.returncode, nproc, join_timeout_s))
     return json.loads((out / "result.json").read_text())
-
-
-def _lines_until(proc: subprocess.Popen, deadline: float):
-    """The lines ``proc`` writes, until it ends or ``deadline`` passes (read by a thread, so a silent hang still stops)."""
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def read() -> None:
-        for line in proc.stdout:
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=read, daemon=True).start()
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            line = lines.get(timeout=min(left, 1.0))
-        except queue.Empty:
-            continue
-        if line is None:
-            proc.wait()
-            return
-        yield line
 
 
 def _failure(text: str, code: int, nproc: int, join_timeout_s: int) -> str:
