@@ -316,7 +316,7 @@ def write_results_table() -> Path:
 
 
 # The install line of a chapter's first cell: `%pip install -q "resbook[torch] @ git+URL@BRANCH"`.
-INSTALL_LINE = re.compile(r'(%pip install -q "resbook\[\w+\] @ git\+)[^"]*(")')
+INSTALL_LINE = re.compile(r'(%pip install -q "resbook\[[\w,]+\] @ git\+)[^"]*(")')
 COLAB_ONLY = 'if "google.colab" in sys.modules:'
 
 

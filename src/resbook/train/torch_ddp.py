@@ -45,6 +45,7 @@ import torch
 from torch import distributed as dist
 from torch import nn
 
+from ..data.mnist import MNIST_MEAN, MNIST_STD
 from ..errors import ResbookError
 from ..files import atomic_write
 from ..models.torch_resnet import count_parameters, mnist_resnet
@@ -53,7 +54,7 @@ from .torch_loop import as_tensors, fit, unwrap
 
 DEFAULTS: dict[str, Any] = dict(
     epochs=3, batch_size=64, lr=0.05, momentum=0.9, weight_decay=5e-4, warmup_epochs=0.0,
-    model=dict(widths=[16, 32, 64]), seed=0, precision="float32", frozen_batchnorm=False,
+    model={}, seed=0, precision="float32", frozen_batchnorm=False,
     checkpoint=None, stop_after=None, fail_rank=None, collective_timeout_s=300, allreduce_probe=20,
 )
 
@@ -256,8 +257,8 @@ def _train_in_group(run: dict[str, Any], out: Path, device: torch.device) -> dic
     say = print if rank == 0 else (lambda *a, **k: None)
     try:
         arrays = np.load(run["data"])
-        train = as_tensors(arrays["x_train"], arrays["y_train"], 0.1307, 0.3081)
-        val = as_tensors(arrays["x_val"], arrays["y_val"], 0.1307, 0.3081)
+        train = as_tensors(arrays["x_train"], arrays["y_train"], MNIST_MEAN, MNIST_STD)
+        val = as_tensors(arrays["x_val"], arrays["y_val"], MNIST_MEAN, MNIST_STD)
     except (OSError, KeyError, ValueError) as exc:
         raise ResbookError(f"the data file {run['data']} is not an .npz with x_train, y_train, x_val, y_val "
                            f"({type(exc).__name__}).") from None
