@@ -20,6 +20,7 @@ the system one, `$CHROMIUM` or `chromium` on the PATH). Each page must:
 * (chapters) show at least as many rendered images in cell outputs as the notebook has PNG
   outputs, and an "Open in Colab" button for that notebook in the repository `_config.yml`
   names (tests/test_colab.py checks that each notebook's install cell names the same one);
+* (chapters) name what they follow ("This chapter follows ...") and link the references page;
 * (chapters) show their block diagrams: every cell the notebook tags `diagram` is on the page
   (MyST-NB writes a cell's tags as `tag_<name>` classes) with its drawing rendered, and
   chapters 1 and 2 have the diagrams their prose explains (`DIAGRAMS`).
@@ -336,6 +337,15 @@ def test_chapter_shows_its_diagrams(visit, path):
     assert page.diagrams_shown == pngs, f"{path}: {page.diagrams_shown} diagrams shown, the notebook has {pngs}"
     assert page.diagram_cells >= DIAGRAMS.get(path, 0) and page.diagrams_shown >= DIAGRAMS.get(path, 0), \
         f"{path}: shows {page.diagrams_shown} diagrams in {page.diagram_cells} cells, expected {DIAGRAMS.get(path)}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS)
+def test_chapter_names_what_it_follows_and_links_the_references(visit, path):
+    page = visit(path)
+    text = " ".join(page.prose_text.split())
+    assert "This chapter follows" in text, f"{path}: no 'This chapter follows ...' line under the title"
+    assert any(link.split("#")[0].endswith("/book/references.html") for link in page.links), \
+        f"{path}: the sources line does not link the references page"
 
 
 @pytest.mark.parametrize("path", CHAPTERS)
