@@ -154,8 +154,8 @@ def _failure(text: str, code: int, nproc: int, join_timeout_s: int) -> str:
     m = re.search(r"rank\s*:\s*(\d+) \(local_rank: \d+\)\s*\n\s*exitcode\s*:\s*(-?\d+)", root)
     if m:
         rank, exit_code = int(m.group(1)), int(m.group(2))
-        how = (f"was killed by {signal.Signals(-exit_code).name}" if exit_code < 0 and -exit_code in signal.valid_signals()
-               else f"exited with code {exit_code}")
+        killed = exit_code < 0 and -exit_code in signal.valid_signals()
+        how = f"was killed by {signal.Signals(-exit_code).name}" if killed else f"exited with code {exit_code}"
         return f"rank {rank} of {nproc} {how}, so torchrun stopped the others: the run did not finish."
     last = next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "no output")
     return f"torchrun stopped with exit code {code} before the run finished (last line: {last[:200]})."
@@ -276,10 +276,12 @@ def _train_in_group(run: dict[str, Any], out: Path, device: torch.device) -> dic
 
     optimizer = torch.optim.SGD(model.parameters(), lr=run["lr"], momentum=run["momentum"],
                                 weight_decay=run["weight_decay"])
-    steps_per_epoch = -(-len(train[0]) // (run["batch_size"] * world))
+    per_rank = -(-len(train[0]) // world)  # the DistributedSampler pads the epoch to a multiple of world
+    steps_per_epoch = -(-per_rank // run["batch_size"])
     total = steps_per_epoch * run["epochs"]
     scheduler = warmup_linear(optimizer, max(1, round(run["warmup_epochs"] * steps_per_epoch)), total)
-    say(f"{world} process{'es' if world > 1 else ''}, backend {dist.get_backend()}, batch {run['batch_size']} per process "
+    processes = f"{world} process{'es' if world > 1 else ''}"
+    say(f"{processes}, backend {dist.get_backend()}, batch {run['batch_size']} per process "
         f"({run['batch_size'] * world} per step), learning rate {run['lr']:g}, {params:,} parameters"
         + (f"; one all-reduce of the gradients: {ms:.1f} ms" if ms is not None else ""), flush=True)
 
