@@ -1,4 +1,8 @@
-"""Run a command with a time limit, showing its output as it comes: how the data-parallel launches start.
+"""Child processes for training: the launchers' settings check, and a command run with a time limit.
+
+:func:`check_launch_settings` is the one check both data-parallel launchers
+(:mod:`resbook.train.torch_ddp`, :mod:`resbook.train.keras_data_parallel`)
+make before anything starts.
 
 :func:`run_with_deadline` starts the command in a session of its own, prints
 its standard output line by line (read by a thread, so a command that hangs
@@ -15,7 +19,21 @@ import signal
 import subprocess
 import threading
 import time
-from typing import NamedTuple
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from .errors import ResbookError
+
+
+def check_launch_settings(settings: dict[str, Any], defaults: dict[str, Any], what: str) -> None:
+    """One sentence unless ``settings`` names only keys of ``defaults`` (or ``data``) and ``data`` is a file."""
+    unknown = set(settings) - set(defaults) - {"data"}
+    if unknown:
+        raise ResbookError(f"unknown setting(s) {', '.join(sorted(unknown))} for {what}: the settings are data, "
+                           f"{', '.join(defaults)}.")
+    if "data" not in settings or not Path(settings["data"]).is_file():
+        raise ResbookError(f"the data file {settings.get('data')!r} does not exist: save the arrays with "
+                           "numpy.savez(path, x_train=..., y_train=..., x_val=..., y_val=...) and pass data=path.")
 
 
 class Finished(NamedTuple):

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..errors import ResbookError
 from ..files import atomic_write
-from ..processes import run_with_deadline
+from ..processes import check_launch_settings, run_with_deadline
 
 DEFAULTS: dict[str, Any] = dict(
     epochs=2, batch_size=128, lr=0.05, momentum=0.9, blocks=[1, 1, 1, 1], seed=0, frozen_batchnorm=False,
@@ -53,13 +53,7 @@ def launch(settings: dict[str, Any], out: str | os.PathLike, devices: int = 2, *
     process is stopped after ``timeout_s`` seconds; a failure raises a
     :class:`~resbook.errors.ResbookError` that says what went wrong.
     """
-    unknown = set(settings) - set(DEFAULTS) - {"data"}
-    if unknown:
-        raise ResbookError(f"unknown setting(s) {', '.join(sorted(unknown))} for a Keras data-parallel run: the "
-                           f"settings are data, {', '.join(DEFAULTS)}.")
-    if "data" not in settings or not Path(settings["data"]).is_file():
-        raise ResbookError(f"the data file {settings.get('data')!r} does not exist: save the arrays with "
-                           "numpy.savez(path, x_train=..., y_train=..., x_val=..., y_val=...) and pass data=path.")
+    check_launch_settings(settings, DEFAULTS, "a Keras data-parallel run")
     if not isinstance(devices, int) or devices < 1:
         raise ResbookError(f"devices must be a positive number of JAX devices, not {devices!r}.")
     batch = settings.get("batch_size", DEFAULTS["batch_size"])

@@ -49,7 +49,7 @@ from ..data.mnist import MNIST_MEAN, MNIST_STD
 from ..errors import ResbookError
 from ..files import atomic_write
 from ..models.torch_resnet import count_parameters, mnist_resnet
-from ..processes import run_with_deadline
+from ..processes import check_launch_settings, run_with_deadline
 from .torch_loop import as_tensors, fit, unwrap
 
 DEFAULTS: dict[str, Any] = dict(
@@ -107,20 +107,14 @@ def launch(settings: dict[str, Any], out: str | os.PathLike, nproc: int = 2, *, 
     ``timeout_s`` seconds whatever happens; a failure raises a
     :class:`~resbook.errors.ResbookError` that says what went wrong.
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    unknown = set(settings) - set(DEFAULTS) - {"data"}
-    if unknown:
-        raise ResbookError(f"unknown setting(s) {', '.join(sorted(unknown))} for a data-parallel run: the settings "
-                           f"are data, {', '.join(DEFAULTS)}.")
-    if "data" not in settings or not Path(settings["data"]).is_file():
-        raise ResbookError(f"the data file {settings.get('data')!r} does not exist: save the arrays with "
-                           "numpy.savez(path, x_train=..., y_train=..., x_val=..., y_val=...) and pass data=path.")
+    check_launch_settings(settings, DEFAULTS, "a data-parallel run")
     if port is None:
         port = free_port(host)
     elif node_rank == 0 and port_in_use(port, host):
         raise ResbookError(f"port {port} on {host} is in use by another program, so the processes cannot meet "
                            "there: pass another port, or leave port out to use a free one.")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     for stale in ("result.json", "final.pt", *(p.name for p in out.glob("error-rank*.txt"))):
         (out / stale).unlink(missing_ok=True)
     run = {**DEFAULTS, **settings, "out": str(out.absolute())}
