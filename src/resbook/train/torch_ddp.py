@@ -50,7 +50,7 @@ from ..errors import ResbookError
 from ..files import atomic_write
 from ..models.torch_resnet import count_parameters, mnist_resnet
 from ..processes import check_launch_settings, run_with_deadline
-from .torch_loop import as_tensors, fit, unwrap
+from .torch_loop import as_tensors, fit, steps_per_epoch, unwrap
 
 DEFAULTS: dict[str, Any] = dict(
     epochs=3, batch_size=64, lr=0.05, momentum=0.9, weight_decay=5e-4, warmup_epochs=0.0,
@@ -270,10 +270,8 @@ def _train_in_group(run: dict[str, Any], out: Path, device: torch.device) -> dic
 
     optimizer = torch.optim.SGD(model.parameters(), lr=run["lr"], momentum=run["momentum"],
                                 weight_decay=run["weight_decay"])
-    per_rank = -(-len(train[0]) // world)  # the DistributedSampler pads the epoch to a multiple of world
-    steps_per_epoch = -(-per_rank // run["batch_size"])
-    total = steps_per_epoch * run["epochs"]
-    scheduler = warmup_linear(optimizer, max(1, round(run["warmup_epochs"] * steps_per_epoch)), total)
+    steps = steps_per_epoch(len(train[0]), run["batch_size"], world)
+    scheduler = warmup_linear(optimizer, max(1, round(run["warmup_epochs"] * steps)), steps * run["epochs"])
     processes = f"{world} process{'es' if world > 1 else ''}"
     say(f"{processes}, backend {dist.get_backend()}, batch {run['batch_size']} per process "
         f"({run['batch_size'] * world} per step), learning rate {run['lr']:g}, {params:,} parameters"
@@ -295,7 +293,7 @@ def _train_in_group(run: dict[str, Any], out: Path, device: torch.device) -> dic
         torch.save(unwrap(ddp).state_dict(), out / "final.pt")
     return {"world_size": world, "backend": dist.get_backend(), "batch_per_process": run["batch_size"],
             "global_batch": run["batch_size"] * world, "lr": run["lr"], "parameters": params,
-            "allreduce_ms": ms, "steps_per_epoch": steps_per_epoch, "resumed": resumed,
+            "allreduce_ms": ms, "steps_per_epoch": steps, "resumed": resumed,
             "epochs_done": len(history["epoch"]), "history": history, "digests": digests}
 
 

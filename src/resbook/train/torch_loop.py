@@ -83,6 +83,13 @@ def rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
+def steps_per_epoch(n: int, batch_size: int, world_size: int = 1) -> int:
+    """Optimisation steps in an epoch of ``n`` examples at ``batch_size`` per process, as :func:`epoch_order` shares
+    them out (each of ``world_size`` processes gets ``ceil(n / world_size)`` indices)."""
+    per_process = -(-n // world_size)  # ceiling divisions
+    return -(-per_process // batch_size)
+
+
 def epoch_order(n: int, epoch: int, seed: int = 0, rank: int = 0, world_size: int = 1) -> torch.Tensor:
     """The indices this process trains on in ``epoch``, from a ``DistributedSampler`` over ``n`` examples.
 
@@ -197,8 +204,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train: Batch, val: B
         per = f"{world} processes x batch {batch_size}" if world > 1 else f"batch {batch_size}"
         print(f"{prefix}training on {where} with {'float32' if dtype is None else 'bf16 autocast'}"
               f"{', channels_last' if channels_last else ''}, {per}, {len(x_train)} examples")
-    steps_per_epoch = -(-len(epoch_order(len(x_train), 0, seed, rank, world)) // batch_size)
-    bar = progress_bar(total=steps_per_epoch * (epochs - start_epoch), show=verbose, desc=name or "train",
+    bar = progress_bar(total=steps_per_epoch(len(x_train), batch_size, world) * (epochs - start_epoch), show=verbose, desc=name or "train",
                        leave=False)
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
