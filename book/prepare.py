@@ -155,6 +155,7 @@ def results_page(recs: list[Record], notebooks: Path, link_prefix: str = "../not
 
 # The articles' sources as book/references.md cites them (title, author, venue, date; no URL is known).
 HE2016 = "He, Zhang, Ren, Sun, *Deep Residual Learning for Image Recognition*, CVPR 2016"
+HE2016_IDENTITY = "He, Zhang, Ren, Sun, *Identity Mappings in Deep Residual Networks*, ECCV 2016"
 SCRATCH_ARTICLE = "*CNN Architecture from Scratch — ResNet50 with Keras*, author not named, Medium"
 OXFORD_ARTICLE = "Jeremy, *Deep Learning 101 - Building ResNet for Flower Image Recognition*, his blog, Nov. 7, 2021"
 MNIST_ARTICLE = "mrgrhn, *ResNet with TensorFlow (Transfer Learning)*, The Startup (Medium), Jan. 21"
@@ -179,6 +180,8 @@ CLAIMS = (
           "8.75% / 6.97% (CIFAR-10, Table 6)", HE2016),
     Claim("01_residual_math", "plain-56 / plain-20, training error (degradation)", ("plain-56", "plain-20"),
           "train_error", "plain-56 above plain-20 (CIFAR-10, Fig. 1 and 6)", HE2016),
+    Claim("01_residual_math", "original / pre-activation ResNet-110, test error", ("original-110", "preact-110"),
+          "test_error", "6.61% / 6.37% (CIFAR-10, Table 3)", HE2016_IDENTITY),
     Claim("02_resnet50_keras", "ResNet-50 from scratch, the article's recipe, validation accuracy",
           ("article-recipe",), "final_val_accuracy", "77.60% after 64 epochs; \"oscillates up to 82%\"",
           SCRATCH_ARTICLE),
