@@ -134,7 +134,7 @@ def test_runs_in_brief_names_full_and_smoke_chapters_and_the_rows_not_run(prepar
 def test_the_books_claims_cite_the_sources_of_the_references_page(prepare):
     references = (prepare.ROOT / "book" / "references.md").read_text()
     sources = {c.source for c in prepare.CLAIMS if c.source != "—"}
-    assert len(sources) == 5  # the paper of chapter 1, four articles
+    assert len(sources) == 6  # two papers (chapter 1), four articles
     for source in sources:
         title = source.split("*")[1]
         assert f"*{title.rstrip('.')}" in references, f"{title} is not cited on the references page"
