@@ -202,6 +202,8 @@ CLAIMS = (
           "test_accuracy"),
     Claim("06_pytorch_resnet_tensorboard", "the article's small ResNet, test accuracy after 10 epochs",
           ("article-resnet",), "test_accuracy", "0.99 \"within 10 epochs\"", TORCH_ARTICLE),
+    Claim("07_data_parallel", "batch 512 on 2 processes: unscaled rate / scaled with warm-up, test accuracy",
+          ("2x256-unscaled", "2x256-scaled-warmup"), "test_accuracy"),
 )
 
 

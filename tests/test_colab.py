@@ -27,8 +27,8 @@ def test_the_buttons_open_notebooks_from_the_configured_github_repository(prepar
     assert prepare.repository() == f"{config['repository']['url']}@{config['repository']['branch']}"
 
 
-def test_the_book_has_six_chapters_to_check():
-    assert len(NOTEBOOKS) == 6
+def test_the_book_has_seven_chapters_to_check():
+    assert len(NOTEBOOKS) == 7
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -1,7 +1,7 @@
 """The datasets the chapters train on, chosen by profile: generated in ``smoke``, real in ``full``.
 
 This module sits above the rest of :mod:`resbook.data` and is the only one
-that knows about profiles: :func:`load_digits` (chapters 1, 5 and 6),
+that knows about profiles: :func:`load_digits` (chapters 1, 5, 6 and 7),
 :func:`flowers_folder` (chapters 2 and 4) and :func:`oxford10` (chapter 4)
 pick generated data (:mod:`~resbook.data.generated`) or real files
 (:func:`~resbook.data.sources.fetch`, :mod:`~resbook.data.mnist`,
