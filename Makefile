@@ -48,11 +48,11 @@ book: $(STAMP)
 test: test-unit test-notebooks test-book
 
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest --durations=10 tests
 
 # Usage: make test-notebooks [NB=notebooks/01_residual_math.ipynb]
 test-notebooks: $(STAMP)
-	$(NB_ENV) RESBOOK_PROFILE=smoke $(BIN)/python -m pytest --nbval --nbval-current-env -p no:cacheprovider $(NB)
+	$(NB_ENV) RESBOOK_PROFILE=smoke $(BIN)/python -m pytest --nbval --nbval-current-env -p no:cacheprovider --durations=15 $(NB)
 
 # Every page of the built book in headless Chromium: loads, links, images, math, figures,
 # Colab buttons (tests/book/test_pages.py). Playwright drives the system's Chromium; it
