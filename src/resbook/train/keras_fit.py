@@ -105,8 +105,40 @@ def warmup_cosine(peak: float, epochs: int, steps_per_epoch: int,
                                                   warmup_steps=warmup)
 
 
+class _Resampling(layers.Layer):
+    """What the augmentation layers share: in training, each image of the batch is resampled
+    bilinearly at the source coordinates :meth:`sources` gives for its output pixels; at inference
+    (``training=False``) the input is returned unchanged."""
+
+    def __init__(self, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def uniform(self, b, low, high):
+        """``b`` draws from U(low, high), one per image."""
+        return keras.random.uniform((b,), low, high, seed=self.seed_generator)
+
+    def sources(self, b, hf, wf, xs, ys):
+        """``(src_x, src_y)``, each ``[b, h, w]``: where output pixel ``(ys, xs)`` (each ``[1, h, w]``) is read."""
+        raise NotImplementedError
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        x = ops.cast(images, "float32")
+        shape = ops.shape(x)
+        h, w = shape[1], shape[2]
+        ys, xs = ops.meshgrid(ops.arange(h, dtype="float32"), ops.arange(w, dtype="float32"), indexing="ij")
+        src_x, src_y = self.sources(shape[0], ops.cast(h, "float32"), ops.cast(w, "float32"), xs[None], ys[None])
+        return ops.cast(_bilinear(x, src_x, src_y), images.dtype)
+
+
 @keras.saving.register_keras_serializable(package="resbook")
-class RandomAffine(layers.Layer):
+class RandomAffine(_Resampling):
     """Random horizontal flip, rotation, zoom and shift of a batch of images (training only).
 
     ``rotation`` is in degrees (+-), ``zoom`` and ``shift`` are fractions
@@ -118,47 +150,31 @@ class RandomAffine(layers.Layer):
 
     def __init__(self, flip: bool = True, rotation: float = 0.0, zoom: float = 0.0, shift: float = 0.0,
                  seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.flip, self.rotation, self.zoom, self.shift, self.seed = flip, rotation, zoom, shift, seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        super().__init__(seed=seed, **kwargs)
+        self.flip, self.rotation, self.zoom, self.shift = flip, rotation, zoom, shift
 
     def get_config(self):
         return {**super().get_config(), "flip": self.flip, "rotation": self.rotation, "zoom": self.zoom,
                 "shift": self.shift, "seed": self.seed}
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
+    def sources(self, b, hf, wf, xs, ys):
+        angle = self.uniform(b, -1.0, 1.0) * (self.rotation * math.pi / 180.0)
+        scale = self.uniform(b, 1.0 - self.zoom, 1.0 + self.zoom)
+        tx, ty = self.uniform(b, -self.shift, self.shift) * wf, self.uniform(b, -self.shift, self.shift) * hf
+        sign = ops.where(self.uniform(b, 0.0, 1.0) < 0.5, -1.0, 1.0) if self.flip else ops.ones((b,))
 
-    def call(self, images, training=None):
-        if not training:
-            return images
-        dtype = images.dtype
-        x = ops.cast(images, "float32")
-        shape = ops.shape(x)
-        b, h, w = shape[0], shape[1], shape[2]
-        hf, wf = ops.cast(h, "float32"), ops.cast(w, "float32")
-
-        def uniform(low, high):
-            return keras.random.uniform((b,), low, high, seed=self.seed_generator)
-
-        angle = uniform(-1.0, 1.0) * (self.rotation * math.pi / 180.0)
-        scale = uniform(1.0 - self.zoom, 1.0 + self.zoom)
-        tx, ty = uniform(-self.shift, self.shift) * wf, uniform(-self.shift, self.shift) * hf
-        sign = ops.where(uniform(0.0, 1.0) < 0.5, -1.0, 1.0) if self.flip else ops.ones((b,))
-
-        # For every output pixel, the source pixel: rotate and scale about the centre, then shift.
-        ys, xs = ops.meshgrid(ops.arange(h, dtype="float32"), ops.arange(w, dtype="float32"), indexing="ij")
-        xc = (xs - (wf - 1) / 2)[None] * sign[:, None, None]  # a flip mirrors x
-        yc = (ys - (hf - 1) / 2)[None]
+        # Rotate and scale about the centre, then shift.
+        xc = (xs - (wf - 1) / 2) * sign[:, None, None]  # a flip mirrors x
+        yc = ys - (hf - 1) / 2
         cos, sin = ops.cos(angle)[:, None, None], ops.sin(angle)[:, None, None]
         s = scale[:, None, None]
         src_x = (cos * xc - sin * yc) / s + (wf - 1) / 2 - tx[:, None, None]
         src_y = (sin * xc + cos * yc) / s + (hf - 1) / 2 - ty[:, None, None]
-        return ops.cast(_bilinear(x, src_x, src_y), dtype)
+        return src_x, src_y
 
 
 @keras.saving.register_keras_serializable(package="resbook")
-class RandomResizedCrop(layers.Layer):
+class RandomResizedCrop(_Resampling):
     """A random crop of each image, resized back to the input size, and a random horizontal flip (training only).
 
     The crop covers a fraction of the image's area drawn uniformly from
@@ -173,7 +189,7 @@ class RandomResizedCrop(layers.Layer):
 
     def __init__(self, area: tuple[float, float] = (0.5, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
                  flip: bool = True, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         area, ratio = tuple(float(a) for a in area), tuple(float(r) for r in ratio)
         if len(area) != 2 or not 0 < area[0] <= area[1] <= 1:
             raise ResbookError(f"RandomResizedCrop's area must be (low, high) with 0 < low <= high <= 1, the "
@@ -181,43 +197,25 @@ class RandomResizedCrop(layers.Layer):
         if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]:
             raise ResbookError(f"RandomResizedCrop's ratio must be (low, high) with 0 < low <= high, the crop's "
                                f"width/height, not {ratio}.")
-        self.area, self.ratio, self.flip, self.seed = area, ratio, flip, seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.area, self.ratio, self.flip = area, ratio, flip
 
     def get_config(self):
         return {**super().get_config(), "area": list(self.area), "ratio": list(self.ratio), "flip": self.flip,
                 "seed": self.seed}
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def call(self, images, training=None):
-        if not training:
-            return images
-        dtype = images.dtype
-        x = ops.cast(images, "float32")
-        shape = ops.shape(x)
-        b, h, w = shape[0], shape[1], shape[2]
-        hf, wf = ops.cast(h, "float32"), ops.cast(w, "float32")
-
-        def uniform(low, high):
-            return keras.random.uniform((b,), low, high, seed=self.seed_generator)
-
-        area = uniform(*self.area)
-        aspect = ops.exp(uniform(math.log(self.ratio[0]), math.log(self.ratio[1])))
+    def sources(self, b, hf, wf, xs, ys):
+        area = self.uniform(b, *self.area)
+        aspect = ops.exp(self.uniform(b, math.log(self.ratio[0]), math.log(self.ratio[1])))
         cw = ops.minimum(ops.sqrt(area * aspect), 1.0)[:, None, None]  # crop width and height, as fractions
         ch = ops.minimum(ops.sqrt(area / aspect), 1.0)[:, None, None]
-        x0 = uniform(0.0, 1.0)[:, None, None] * (1.0 - cw)
-        y0 = uniform(0.0, 1.0)[:, None, None] * (1.0 - ch)
+        x0 = self.uniform(b, 0.0, 1.0)[:, None, None] * (1.0 - cw)
+        y0 = self.uniform(b, 0.0, 1.0)[:, None, None] * (1.0 - ch)
 
         # Output pixel centre (j + 0.5) / w of the crop maps to the source pixel (x0 + u * cw) * w - 0.5.
-        ys, xs = ops.meshgrid(ops.arange(h, dtype="float32"), ops.arange(w, dtype="float32"), indexing="ij")
-        u, v = ((xs + 0.5) / wf)[None], ((ys + 0.5) / hf)[None]
+        u, v = (xs + 0.5) / wf, (ys + 0.5) / hf
         if self.flip:
-            u = ops.where((uniform(0.0, 1.0) < 0.5)[:, None, None], 1.0 - u, u)  # a flip mirrors x
-        src_x = (x0 + u * cw) * wf - 0.5
-        src_y = (y0 + v * ch) * hf - 0.5
-        return ops.cast(_bilinear(x, src_x, src_y), dtype)
+            u = ops.where((self.uniform(b, 0.0, 1.0) < 0.5)[:, None, None], 1.0 - u, u)  # a flip mirrors x
+        return (x0 + u * cw) * wf - 0.5, (y0 + v * ch) * hf - 0.5
 
 
 def _bilinear(x, src_x, src_y):
