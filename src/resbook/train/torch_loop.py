@@ -204,8 +204,8 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train: Batch, val: B
         per = f"{world} processes x batch {batch_size}" if world > 1 else f"batch {batch_size}"
         print(f"{prefix}training on {where} with {'float32' if dtype is None else 'bf16 autocast'}"
               f"{', channels_last' if channels_last else ''}, {per}, {len(x_train)} examples")
-    bar = progress_bar(total=steps_per_epoch(len(x_train), batch_size, world) * (epochs - start_epoch), show=verbose, desc=name or "train",
-                       leave=False)
+    bar = progress_bar(total=steps_per_epoch(len(x_train), batch_size, world) * (epochs - start_epoch),
+                       show=verbose, desc=name or "train", leave=False)
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
         order = epoch_order(len(x_train), epoch, seed, rank, world).to(device)
