@@ -66,6 +66,15 @@ def test_failed_downloads_leave_nothing_behind(http_server, tmp_path, one_senten
     assert _tree(tmp_path) == before  # no target, no .part file, not even the download folder it created
 
 
+def test_a_failed_download_names_the_folder_as_the_reader_set_it(http_server, tmp_path, monkeypatch):
+    """The sentence says where to put the file by hand as ``$RESBOOK_CACHE/...``, not as this machine's path."""
+    monkeypatch.setenv("RESBOOK_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ResbookError) as err:
+        download(_remote(http_server.url + "/missing.bin"), tmp_path / "cache" / "weights", timeout=10, progress=False)
+    assert "put the file at $RESBOOK_CACHE/weights/data.bin by hand" in str(err.value)
+    assert str(tmp_path) not in str(err.value)
+
+
 class _Response(io.BytesIO):
     """What urlopen returns, with the Content-Length header a server chose to send."""
 

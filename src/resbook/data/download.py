@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 
 from ..errors import ResbookError, as_path, brief, reason
 from ..files import atomic_folder, atomic_write
-from ..settings import progress_bar
+from ..settings import display_path, progress_bar
 
 CHUNK = 1 << 20
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -128,11 +128,11 @@ def _open(remote: Remote, target: Path, timeout: float):
     except urllib.error.HTTPError as exc:
         exc.close()
         raise ResbookError(f"Could not download {remote.url}: the server answered {exc.code} {exc.reason}; "
-                           f"try again later, or put the file at {target} by hand ({remote.describe()}).") from None
+                           f"try again later, or put the file at {display_path(target)} by hand ({remote.describe()}).") from None
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         raise ResbookError(
             f"Could not download {remote.url} ({brief(getattr(exc, 'reason', exc))}): with no network, "
-            f"put the file at {target} by hand ({remote.describe()}) and run again.") from None
+            f"put the file at {display_path(target)} by hand ({remote.describe()}) and run again.") from None
 
 
 def _read(response, remote: Remote, target: Path) -> bytes:
