@@ -110,6 +110,8 @@ def _duration(seconds: float | None) -> str:
 
 
 def _shared_value(rec: Record, key: str) -> str:
+    if key == "data":  # older records hold the path on the machine they ran on
+        return _data_label(rec.data)
     if key != "versions":
         return str(getattr(rec, key))
     try:

@@ -48,6 +48,16 @@ def test_what_differs_between_runs_becomes_a_column(prepare, notebooks):
     assert "| b\\|c | GPU two | 0.25 |" in page
 
 
+def test_a_records_data_shows_no_machine_folder(prepare, notebooks):
+    recs = [record("01_residual_math", "a", "2026-01-01",
+                   data="MNIST idx files in /work/shared/data/mnist (60000 train)"),
+            record("01_residual_math", "b", "2026-01-02", data="/root/.cache/resbook/generated/flowers-n40-s0")]
+    page = prepare.results_page(recs, notebooks)
+    assert "/work/" not in page and "/root/" not in page
+    assert "| a | MNIST idx files in mnist (60000 train) |" in page
+    assert "| b | generated data (flowers-n40-s0) |" in page
+
+
 def test_no_records(prepare, notebooks):
     assert "No recorded runs yet" in prepare.results_page([], notebooks)
 
