@@ -34,7 +34,8 @@ def data(tmp_path_factory):
 def two(data, tmp_path_factory):
     """Two processes with 16 examples each per step, for two epochs."""
     out = tmp_path_factory.mktemp("two")
-    return torch_ddp.launch(dict(SETTINGS, data=str(data)), out, nproc=2, timeout_s=180, verbose=False), out
+    return torch_ddp.launch(dict(SETTINGS, data=str(data), snapshot_steps=[1, 12]), out, nproc=2, timeout_s=180,
+                            verbose=False), out
 
 
 def weights(out):
@@ -58,11 +59,21 @@ def test_two_processes_with_half_batches_train_the_weights_one_process_trains(tw
     result, out = two
     assert result["world_size"] == 2 and result["global_batch"] == 32 and result["epochs_done"] == 2
     assert result["digests"][0] == result["digests"][1], "the two copies of the model drifted apart"
-    single = torch_ddp.launch(dict(SETTINGS, data=str(data), batch_size=32), tmp_path, nproc=1, timeout_s=180,
-                              verbose=False)
+    single = torch_ddp.launch(dict(SETTINGS, data=str(data), batch_size=32, snapshot_steps=[1]), tmp_path, nproc=1,
+                              timeout_s=180, verbose=False)
     assert single["world_size"] == 1 and single["steps_per_epoch"] == result["steps_per_epoch"] == 6
     assert max_difference(weights(out), weights(tmp_path)) < 1e-5
+    first_step = [torch.load(o / "step-1.pt", weights_only=True) for o in (out, tmp_path)]
+    assert max_difference(*first_step) < 1e-6  # the same first step
     assert np.allclose(single["history"]["loss"], result["history"]["loss"], atol=1e-5)
+
+
+def test_snapshots_are_the_weights_after_the_steps_asked_for(two):
+    result, out = two
+    assert sorted(p.name for p in out.glob("step-*.pt")) == ["step-1.pt", "step-12.pt"]
+    last = torch.load(out / "step-12.pt", weights_only=True)  # 2 epochs x 6 steps: the final weights
+    assert max_difference(last, weights(out)) == 0
+    assert max_difference(torch.load(out / "step-1.pt", weights_only=True), last) > 0
 
 
 def test_an_interrupted_run_resumes_on_every_rank_where_it_stopped(two, data, tmp_path):

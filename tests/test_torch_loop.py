@@ -51,10 +51,12 @@ def test_checkpoint_resume_continues_at_the_right_epoch(digits, tmp_path, capsys
     saved_step = opt.state_dict()["state"][0]["step"].item()
     # a new process would rebuild the model and optimizer from scratch, then resume
     model2, opt2 = _model_and_optimizer()
+    steps = []
     hist = fit(model2, opt2, train, test, epochs=3, batch_size=64, device=torch.device("cpu"),
-               checkpoint=ckpt, verbose=True)
+               checkpoint=ckpt, on_step_end=steps.append, verbose=True)
     assert "resumed from" in capsys.readouterr().out
     assert hist["epoch"] == [1, 2, 3]
+    assert steps == list(range(17, 25))  # on_step_end counts the steps from the run's start, resumed ones too
     assert opt2.state_dict()["state"][0]["step"].item() == saved_step + 8  # one more epoch of 8 steps
 
     # the same three epochs in one go give the same weights: resuming loses nothing

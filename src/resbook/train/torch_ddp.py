@@ -56,6 +56,7 @@ DEFAULTS: dict[str, Any] = dict(
     epochs=3, batch_size=64, lr=0.05, momentum=0.9, weight_decay=5e-4, warmup_epochs=0.0,
     model={}, seed=0, precision="float32", frozen_batchnorm=False,
     checkpoint=None, stop_after=None, fail_rank=None, collective_timeout_s=300, allreduce_probe=20,
+    snapshot_steps=(), threads=None,
 )
 
 
@@ -99,8 +100,12 @@ def launch(settings: dict[str, Any], out: str | os.PathLike, nproc: int = 2, *, 
     ``settings`` override :data:`DEFAULTS` and name the data (``data``: an
     ``.npz`` with ``x_train, y_train, x_val, y_val``, uint8 images and integer
     labels). ``out`` is the run's folder: the settings, ``result.json`` and
-    ``final.pt`` (the trained weights) go there, and the checkpoint too
-    unless ``settings['checkpoint']`` names one; a launch whose checkpoint
+    ``final.pt`` (the trained weights) go there, and ``step-N.pt`` (the
+    weights after step N, counted from the run's start, so a resumed launch
+    keeps those taken before) for each N of ``settings['snapshot_steps']``; the
+    checkpoint too unless ``settings['checkpoint']`` names one. ``threads``
+    sets each process's ``torch.set_num_threads`` (by default the cores
+    divided by ``nproc``). A launch whose checkpoint
     exists resumes after its last finished epoch (as after a crash). ``port`` is
     the rendezvous port on ``host`` (by default a free one). Rank 0's lines
     are printed as they come (``verbose``). The launch stops within
@@ -249,6 +254,8 @@ def _train(run: dict[str, Any], out: Path) -> dict[str, Any]:
 def _train_in_group(run: dict[str, Any], out: Path, device: torch.device) -> dict[str, Any]:
     rank, world = dist.get_rank(), dist.get_world_size()
     say = print if rank == 0 else (lambda *a, **k: None)
+    if run["threads"] is not None:
+        torch.set_num_threads(run["threads"])
     try:
         arrays = np.load(run["data"])
         train = as_tensors(arrays["x_train"], arrays["y_train"], MNIST_MEAN, MNIST_STD)
@@ -281,16 +288,21 @@ def _train_in_group(run: dict[str, Any], out: Path, device: torch.device) -> dic
         if run["fail_rank"] == rank:  # for the tests: this process dies as a crashed one would
             os.kill(os.getpid(), signal.SIGKILL)
 
+    def on_step_end(step: int) -> None:
+        if rank == 0 and step in run["snapshot_steps"]:  # every rank holds the same weights: one copy is enough
+            torch.save(unwrap(ddp).state_dict(), out / f"step-{step}.pt")
+
     resumed = Path(run["checkpoint"]).exists()
     epochs = run["epochs"] if run["stop_after"] is None else run["stop_after"]
     history = fit(ddp, optimizer, train, val, epochs=epochs, batch_size=run["batch_size"], scheduler=scheduler,
                   device=device, precision=run["precision"], seed=run["seed"], checkpoint=run["checkpoint"],
-                  on_epoch_end=on_epoch_end, verbose=rank == 0)
+                  on_epoch_end=on_epoch_end, on_step_end=on_step_end, verbose=rank == 0)
     digests = [None] * world
     dist.all_gather_object(digests, {"weights": digest(unwrap(ddp).state_dict().values()),
                                      "optimizer": optimizer_digest(optimizer)})
     if rank == 0:
         torch.save(unwrap(ddp).state_dict(), out / "final.pt")
+    dist.barrier()  # leave the group together: a rank that tears gloo down while rank 0 still writes can abort it
     return {"world_size": world, "backend": dist.get_backend(), "batch_per_process": run["batch_size"],
             "global_batch": run["batch_size"] * world, "lr": run["lr"], "parameters": params,
             "allreduce_ms": ms, "steps_per_epoch": steps, "resumed": resumed,

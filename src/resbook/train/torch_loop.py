@@ -166,6 +166,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train: Batch, val: B
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         checkpoint: str | os.PathLike | None = None,
         on_epoch_end: Callable[[int, dict], None] | None = None,
+        on_step_end: Callable[[int], None] | None = None,
         verbose: bool = True, name: str = "") -> dict[str, list]:
     """Train ``model`` on in-memory tensors ``train = (x, y)`` and return its history.
 
@@ -177,7 +178,9 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train: Batch, val: B
     augmented batch. With ``checkpoint``, the model, optimizer, scheduler and
     history are saved after every epoch, and a later call with the same path
     resumes after the last finished epoch. ``on_epoch_end(epoch, history)``
-    is called after each epoch (chapter 6 logs to TensorBoard with it).
+    is called after each epoch (chapter 6 logs to TensorBoard with it);
+    ``on_step_end(step)`` after every optimizer step, with the number of steps
+    the run has taken (counting those of the epochs it resumed after).
 
     ``fit`` seeds no global random generator: a run is seeded once, by
     :func:`resbook.settings.seed_everything` (which
@@ -204,13 +207,21 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train: Batch, val: B
         per = f"{world} processes x batch {batch_size}" if world > 1 else f"batch {batch_size}"
         print(f"{prefix}training on {where} with {'float32' if dtype is None else 'bf16 autocast'}"
               f"{', channels_last' if channels_last else ''}, {per}, {len(x_train)} examples")
-    bar = progress_bar(total=steps_per_epoch(len(x_train), batch_size, world) * (epochs - start_epoch),
-                       show=verbose, desc=name or "train", leave=False)
+    per_epoch = steps_per_epoch(len(x_train), batch_size, world)
+    bar = progress_bar(total=per_epoch * (epochs - start_epoch), show=verbose, desc=name or "train", leave=False)
+    steps_done = [start_epoch * per_epoch]
+
+    def step_done(n: int) -> None:
+        bar.update(n)
+        steps_done[0] += n
+        if on_step_end is not None:
+            on_step_end(steps_done[0])
+
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
         order = epoch_order(len(x_train), epoch, seed, rank, world).to(device)
         scores = _train_epoch(model, optimizer, x_train, y_train, batch_size, order, scheduler=scheduler,
-                              augment=augment, dtype=dtype, channels_last=channels_last, on_step=bar.update)
+                              augment=augment, dtype=dtype, channels_last=channels_last, on_step=step_done)
         if val is not None:
             ev = evaluate(model, *val, device=device, precision=precision, channels_last=channels_last)
             scores.update(val_loss=ev["loss"], val_accuracy=ev["accuracy"])
