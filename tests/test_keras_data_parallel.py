@@ -21,7 +21,7 @@ def data(tmp_path_factory):
 
 
 def test_two_devices_with_half_batches_train_the_weights_one_device_trains(data, tmp_path):
-    settings = dict(data=str(data), epochs=2, batch_size=32, frozen_batchnorm=True)
+    settings = dict(data=str(data), epochs=2, batch_size=32, frozen_batchnorm=True, snapshot_steps=[1, 3])
     one = kdp.launch(settings, tmp_path / "one", devices=1, timeout_s=300, verbose=False)
     two = kdp.launch(settings, tmp_path / "two", devices=2, timeout_s=300, verbose=False)
     assert (one["devices"], two["devices"]) == (1, 2) and two["platform"] == "cpu"
@@ -31,6 +31,24 @@ def test_two_devices_with_half_batches_train_the_weights_one_device_trains(data,
     assert one["distance_moved"] > 0.01, "the weights must have moved for the comparison to mean anything"
     assert difference < 1e-4 * one["distance_moved"]
     assert np.allclose(one["history"]["loss"], two["history"]["loss"], rtol=1e-5)
+    assert sorted(p.name for p in (tmp_path / "two").glob("step-*.npz")) == ["step-1.npz", "step-3.npz"]
+    third = np.load(tmp_path / "one" / "step-3.npz")
+    assert sorted(third.files) == sorted(one["trainable"]) and 0 < len(third.files) < len(a.files)
+    moved = np.sqrt(sum(float(np.sum((a[k] - np.load(tmp_path / "one" / "initial.npz")[k]) ** 2))
+                        for k in one["trainable"]))
+    assert np.isclose(moved, one["distance_moved"])  # final.npz holds the weights the result measured
+    assert max(float(np.abs(third[k] - a[k]).max()) for k in third.files) > 0, "step 3 is not the end of the run"
+
+
+def test_with_batchnorm_training_one_and_two_devices_take_the_same_first_step(data, tmp_path):
+    """Keras normalises over the whole batch on any number of devices, so even BatchNorm in training mode agrees."""
+    settings = dict(data=str(data), epochs=1, batch_size=32, snapshot_steps=[1])
+    runs = [kdp.launch(settings, tmp_path / str(d), devices=d, timeout_s=300, verbose=False) for d in (1, 2)]
+    start, a, b = (np.load(tmp_path / name) for name in ("1/initial.npz", "1/step-1.npz", "2/step-1.npz"))
+    moved = np.sqrt(sum(float(np.sum((a[k] - start[k]) ** 2)) for k in a.files))
+    difference = np.sqrt(sum(float(np.sum((a[k] - b[k]) ** 2)) for k in a.files))
+    assert moved > 0.01 and runs[0]["trainable"] == runs[1]["trainable"]
+    assert difference < 1e-4 * moved
 
 
 def test_settings_that_cannot_work_get_one_sentence_before_anything_starts(data, tmp_path, one_sentence):

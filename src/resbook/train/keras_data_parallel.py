@@ -34,7 +34,7 @@ from ..processes import check_launch_settings, run_with_deadline
 
 DEFAULTS: dict[str, Any] = dict(
     epochs=2, batch_size=128, lr=0.05, momentum=0.9, blocks=[1, 1, 1, 1], seed=0, frozen_batchnorm=False,
-    precision="float32",
+    precision="float32", snapshot_steps=(),
 )
 
 
@@ -46,10 +46,14 @@ def launch(settings: dict[str, Any], out: str | os.PathLike, devices: int = 2, *
     ``.npz`` with ``x_train, y_train, x_val, y_val``, uint8 images ``[n, H, W]``
     and integer labels); ``batch_size`` is the global batch, split across the
     devices. ``out`` is the run's folder: the settings, ``result.json`` and
-    ``final.npz`` (every weight, by its path in the model) go there; the
-    result's ``distance_moved`` is how far training moved the trainable
-    weights (the Euclidean norm of final minus initial), the scale against
-    which two runs' differences are small or not. The
+    ``final.npz`` (every weight, by its path in the model: BatchNorm's moving
+    statistics too) go there, ``initial.npz`` and ``step-N.npz`` (the
+    trainable weights before training and after step N, counted from the
+    run's start) for each N of ``settings['snapshot_steps']``; the result's
+    ``trainable`` lists the paths of the trainable weights and
+    ``distance_moved`` is how far training moved them (the Euclidean norm of
+    final minus initial), the scale against which two runs' differences are
+    small or not. The
     process is stopped after ``timeout_s`` seconds; a failure raises a
     :class:`~resbook.errors.ResbookError` that says what went wrong.
     """
@@ -62,7 +66,7 @@ def launch(settings: dict[str, Any], out: str | os.PathLike, devices: int = 2, *
                            "multiple of the device count.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("result.json", "final.npz", "error.txt"):
+    for stale in ("result.json", "final.npz", "initial.npz", "error.txt", *(p.name for p in out.glob("step-*.npz"))):
         (out / stale).unlink(missing_ok=True)
     run = {**DEFAULTS, **settings, "devices": devices, "out": str(out.absolute())}
     config = out / "settings.json"
@@ -136,14 +140,30 @@ def _train(run: dict[str, Any], out: Path) -> dict[str, Any]:
     model = net
     print(f"{len(devices)} {devices[0].platform} device(s), batch {run['batch_size']} "
           f"({run['batch_size'] // len(devices)} per device), {policy}, {net.count_params():,} parameters", flush=True)
-    initial = [np.array(keras.ops.convert_to_numpy(w)) for w in model.trainable_weights]
+
+    def trainable(m: keras.Model) -> dict[str, np.ndarray]:
+        return {w.path: np.array(keras.ops.convert_to_numpy(w)) for w in m.trainable_weights}
+
+    class Snapshots(keras.callbacks.Callback):
+        """Saves the trainable weights after each step of ``snapshot_steps`` (steps counted from the run's start)."""
+
+        step = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.step += 1
+            if self.step in run["snapshot_steps"]:  # self.model (not model): on JAX, it brings the weights up to date
+                np.savez(out / f"step-{self.step}.npz", **trainable(self.model))
+
+    initial = trainable(model)
+    np.savez(out / "initial.npz", **initial)
     history = fit(model, (x_train, y_train), (x_val, y_val), epochs=run["epochs"], batch_size=run["batch_size"],
-                  optimizer=keras.optimizers.SGD(run["lr"], momentum=run["momentum"]), verbose=2)
+                  optimizer=keras.optimizers.SGD(run["lr"], momentum=run["momentum"]), verbose=2,
+                  callbacks=[Snapshots()])
     np.savez(out / "final.npz", **{w.path: np.asarray(keras.ops.convert_to_numpy(w)) for w in model.weights})
-    moved = np.sqrt(sum(float(np.sum((keras.ops.convert_to_numpy(w) - w0) ** 2))
-                        for w, w0 in zip(model.trainable_weights, initial)))
+    moved = np.sqrt(sum(float(np.sum((w - initial[k]) ** 2)) for k, w in trainable(model).items()))
     return {"devices": len(devices), "platform": devices[0].platform, "global_batch": run["batch_size"],
-            "parameters": int(net.count_params()), "history": history, "distance_moved": moved}
+            "parameters": int(net.count_params()), "history": history, "distance_moved": moved,
+            "trainable": list(initial)}
 
 
 if __name__ == "__main__":
