@@ -34,8 +34,8 @@ def test_two_devices_with_half_batches_train_the_weights_one_device_trains(data,
     assert sorted(p.name for p in (tmp_path / "two").glob("step-*.npz")) == ["step-1.npz", "step-3.npz"]
     third = np.load(tmp_path / "one" / "step-3.npz")
     assert sorted(third.files) == sorted(one["trainable"]) and 0 < len(third.files) < len(a.files)
-    moved = np.sqrt(sum(float(np.sum((a[k] - np.load(tmp_path / "one" / "initial.npz")[k]) ** 2))
-                        for k in one["trainable"]))
+    start = np.load(tmp_path / "one" / "initial.npz")
+    moved = np.sqrt(sum(float(np.sum((a[k] - start[k]) ** 2)) for k in one["trainable"]))
     assert np.isclose(moved, one["distance_moved"])  # final.npz holds the weights the result measured
     assert max(float(np.abs(third[k] - a[k]).max()) for k in third.files) > 0, "step 3 is not the end of the run"
 
