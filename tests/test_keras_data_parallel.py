@@ -27,7 +27,7 @@ def test_two_devices_with_half_batches_train_the_weights_one_device_trains(data,
     assert (one["devices"], two["devices"]) == (1, 2) and two["platform"] == "cpu"
     a, b = np.load(tmp_path / "one" / "final.npz"), np.load(tmp_path / "two" / "final.npz")
     assert a.files == b.files and len(a.files) > 100
-    difference = np.sqrt(sum(float(np.sum((a[k] - b[k]) ** 2)) for k in a.files))
+    difference = kdp.distance(a, b)
     assert one["distance_moved"] > 0.01, "the weights must have moved for the comparison to mean anything"
     assert difference < 1e-4 * one["distance_moved"]
     assert np.allclose(one["history"]["loss"], two["history"]["loss"], rtol=1e-5)
@@ -35,7 +35,7 @@ def test_two_devices_with_half_batches_train_the_weights_one_device_trains(data,
     third = np.load(tmp_path / "one" / "step-3.npz")
     assert sorted(third.files) == sorted(one["trainable"]) and 0 < len(third.files) < len(a.files)
     start = np.load(tmp_path / "one" / "initial.npz")
-    moved = np.sqrt(sum(float(np.sum((a[k] - start[k]) ** 2)) for k in one["trainable"]))
+    moved = kdp.distance(a, start, keys=one["trainable"])
     assert np.isclose(moved, one["distance_moved"])  # final.npz holds the weights the result measured
     assert max(float(np.abs(third[k] - a[k]).max()) for k in third.files) > 0, "step 3 is not the end of the run"
 
@@ -45,8 +45,7 @@ def test_with_batchnorm_training_one_and_two_devices_take_the_same_first_step(da
     settings = dict(data=str(data), epochs=1, batch_size=32, snapshot_steps=[1])
     runs = [kdp.launch(settings, tmp_path / str(d), devices=d, timeout_s=300, verbose=False) for d in (1, 2)]
     start, a, b = (np.load(tmp_path / name) for name in ("1/initial.npz", "1/step-1.npz", "2/step-1.npz"))
-    moved = np.sqrt(sum(float(np.sum((a[k] - start[k]) ** 2)) for k in a.files))
-    difference = np.sqrt(sum(float(np.sum((a[k] - b[k]) ** 2)) for k in a.files))
+    moved, difference = kdp.distance(a, start), kdp.distance(a, b)
     assert moved > 0.01 and runs[0]["trainable"] == runs[1]["trainable"]
     assert difference < 1e-4 * moved
 

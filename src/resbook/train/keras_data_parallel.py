@@ -101,6 +101,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def distance(a, b, keys=None) -> float:
+    """The Euclidean distance between two sets of weights, in float64 over ``keys`` (default: all of ``a``'s).
+
+    ``a`` and ``b`` map weight paths to arrays, as the ``.npz`` files of a run
+    do (``initial.npz``, ``step-N.npz``, ``final.npz``).
+    """
+    import numpy as np
+
+    return float(np.sqrt(sum(np.sum((np.asarray(a[k], np.float64) - np.asarray(b[k], np.float64)) ** 2)
+                             for k in (a if keys is None else keys))))
+
+
 def _train(run: dict[str, Any], out: Path) -> dict[str, Any]:
     import jax
     import keras
@@ -141,8 +153,8 @@ def _train(run: dict[str, Any], out: Path) -> dict[str, Any]:
     print(f"{len(devices)} {devices[0].platform} device(s), batch {run['batch_size']} "
           f"({run['batch_size'] // len(devices)} per device), {policy}, {net.count_params():,} parameters", flush=True)
 
-    def trainable(m: keras.Model) -> dict[str, np.ndarray]:
-        return {w.path: np.array(keras.ops.convert_to_numpy(w)) for w in m.trainable_weights}
+    def arrays(variables) -> dict[str, np.ndarray]:
+        return {w.path: np.array(keras.ops.convert_to_numpy(w)) for w in variables}
 
     class Snapshots(keras.callbacks.Callback):
         """Saves the trainable weights after each step of ``snapshot_steps`` (steps counted from the run's start)."""
@@ -152,15 +164,16 @@ def _train(run: dict[str, Any], out: Path) -> dict[str, Any]:
         def on_train_batch_end(self, batch, logs=None):
             self.step += 1
             if self.step in run["snapshot_steps"]:  # self.model (not model): on JAX, it brings the weights up to date
-                np.savez(out / f"step-{self.step}.npz", **trainable(self.model))
+                np.savez(out / f"step-{self.step}.npz", **arrays(self.model.trainable_weights))
 
-    initial = trainable(model)
+    initial = arrays(model.trainable_weights)
     np.savez(out / "initial.npz", **initial)
     history = fit(model, (x_train, y_train), (x_val, y_val), epochs=run["epochs"], batch_size=run["batch_size"],
                   optimizer=keras.optimizers.SGD(run["lr"], momentum=run["momentum"]), verbose=2,
                   callbacks=[Snapshots()])
-    np.savez(out / "final.npz", **{w.path: np.asarray(keras.ops.convert_to_numpy(w)) for w in model.weights})
-    moved = np.sqrt(sum(float(np.sum((w - initial[k]) ** 2)) for k, w in trainable(model).items()))
+    final = arrays(model.weights)
+    np.savez(out / "final.npz", **final)
+    moved = distance(final, initial, keys=initial)
     return {"devices": len(devices), "platform": devices[0].platform, "global_batch": run["batch_size"],
             "parameters": int(net.count_params()), "history": history, "distance_moved": moved,
             "trainable": list(initial)}
