@@ -144,14 +144,13 @@ def _train(run: dict[str, Any], out: Path) -> dict[str, Any]:
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
     policy = configure_precision(run["precision"])
     settings.seed_everything(run["seed"])
-    net = build_resnet(run["blocks"], input_shape=x_train.shape[1:], classes=int(y_train.max()) + 1)
+    model = build_resnet(run["blocks"], input_shape=x_train.shape[1:], classes=int(y_train.max()) + 1)
     if run["frozen_batchnorm"]:  # inference-mode BatchNorm: a fixed per-channel affine map
-        for layer in net.layers:
+        for layer in model.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False
-    model = net
     print(f"{len(devices)} {devices[0].platform} device(s), batch {run['batch_size']} "
-          f"({run['batch_size'] // len(devices)} per device), {policy}, {net.count_params():,} parameters", flush=True)
+          f"({run['batch_size'] // len(devices)} per device), {policy}, {model.count_params():,} parameters", flush=True)
 
     def arrays(variables) -> dict[str, np.ndarray]:
         return {w.path: np.array(keras.ops.convert_to_numpy(w)) for w in variables}
@@ -175,7 +174,7 @@ def _train(run: dict[str, Any], out: Path) -> dict[str, Any]:
     np.savez(out / "final.npz", **final)
     moved = distance(final, initial, keys=initial)
     return {"devices": len(devices), "platform": devices[0].platform, "global_batch": run["batch_size"],
-            "parameters": int(net.count_params()), "history": history, "distance_moved": moved,
+            "parameters": int(model.count_params()), "history": history, "distance_moved": moved,
             "trainable": list(initial)}
 
 
