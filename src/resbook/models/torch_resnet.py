@@ -188,7 +188,8 @@ def init_weights(model: nn.Module, zero_init_residual: bool = False) -> nn.Modul
     """He (Kaiming) normal init for convolutions, BatchNorm to (1, 0), as torchvision does.
 
     ``zero_init_residual`` starts each residual block's residual branch at
-    zero, so every block begins as the identity: :class:`BasicBlock` zeroes
+    zero, so every block begins as its shortcut (the identity where the shape
+    stays): :class:`BasicBlock` zeroes
     its last BatchNorm's weight (Goyal et al. 2017), :class:`PreActBasicBlock`,
     which has no BatchNorm after its last convolution, that convolution's
     weight (as Fixup, Zhang et al. 2019, does). Plain blocks are left alone.

@@ -368,7 +368,7 @@ def train_from_scratch(depth: str | Sequence[int], train: tuple[np.ndarray, np.n
     """The from-scratch recipe of chapters 4 and 5; returns the trained model and :func:`fit`'s history.
 
     A fresh ResNet (``build_resnet(depth, ..., zero_init_residual=True)``: each
-    block starts as the identity) behind :func:`with_input_pipeline` (uint8
+    residual branch starts at zero) behind :func:`with_input_pipeline` (uint8
     images scaled to [0, 1], then ``augment``), trained with Adam whose rate
     warms up over ``warmup_epochs`` and then follows a cosine to 0
     (:func:`warmup_cosine`). Seed first (``settings.seed_everything``) for a
