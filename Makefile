@@ -54,12 +54,16 @@ test: test-unit test-notebooks test-book
 # their time is one-threaded (imports, graph tracing, compiles, child processes starting), so two
 # workers keep two cores busy (7.6 instead of 9.3 min on a 2-core EPYC). The notebooks run one at a
 # time: their training cells already keep both cores busy, and two at once took as long as one.
-# JOBS=0 runs the unit tests in one process.
+# JOBS=0 runs the unit tests in one process. Each worker gets its share of the cores for OpenMP
+# (torch's threads; OMP_NUM_THREADS if you set it yourself): two workers of two threads each on two
+# cores stall each other, and one thread each took 324 s instead of 414 s on a 2-core EPYC.
 JOBS ?= 2
 XDIST := $(if $(filter 0,$(JOBS)),,-n $(JOBS) --dist loadfile)
+WORKER_THREADS := $(if $(filter 0,$(JOBS)),,$(shell n=$$(( $$(nproc) / $(JOBS) )); echo $$(( n > 0 ? n : 1 ))))
+WORKER_ENV := $(if $(WORKER_THREADS),OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$(WORKER_THREADS)})
 
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest $(XDIST) --durations=10 tests
+	$(WORKER_ENV) $(BIN)/python -m pytest $(XDIST) --durations=10 tests
 
 # Usage: make test-notebooks [NB=notebooks/01_residual_math.ipynb]
 test-notebooks: $(STAMP)

@@ -6,6 +6,11 @@ TensorFlow first and then anything that loads torch's triton (torchvision,
 torch.utils.tensorboard, torch.compile) segfaults. Importing triton first is
 safe (checked by tests/test_frameworks.py), so do that before any test module
 imports a framework. The notebooks never mix the two: each runs in its own kernel.
+
+Test modules import keras themselves, often before any resbook module, and
+TensorFlow reads its variables once, at import: so set them here, as the Keras
+modules of resbook and the notebooks' kernels do (oneDNN on: the Keras tests
+take about half the time on a 2-core EPYC).
 """
 
 import importlib.util
@@ -15,6 +20,10 @@ from pathlib import Path
 
 if importlib.util.find_spec("triton") is not None:
     import triton  # noqa: F401  (must precede TensorFlow; see above)
+
+from resbook.settings import prepare_tensorflow
+
+prepare_tensorflow()  # before any test module imports TensorFlow (see above)
 
 import pytest
 
