@@ -30,13 +30,10 @@ help:
 	@echo "make device-payload what the full run on the lent GPU machine carries (.device/; see book/device_run.sh)"
 	@echo "make device-collect ARCHIVE=...  unpack that run's notebooks and records into the repository"
 
-# --no-compile: pip would byte-compile every module of TensorFlow, torch, JAX and the rest, most of
-# which nothing imports; Python compiles what is imported on first use instead. Measured on a 2-core
-# EPYC: install 108 s instead of 196 s, first imports about 21 s slower (TensorFlow 20.7 vs 9.3 s).
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --no-compile --constraint constraints.txt --editable ".[all]"
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable ".[all]"
 	touch $@
 
 setup: $(STAMP)
