@@ -298,10 +298,9 @@ def mnist_resnet(shortcut: Shortcut = "projection", widths: Sequence[int] = (64,
                  zero_init_residual: bool = False) -> ResNet:
     """The article's MNIST ResNet: 7x7 stem + max-pool, three basic blocks, linear head.
 
-    The default widths 64/128/256 follow the article's channel growth (the
-    width doubles whenever the feature map halves, as in every ResNet) and
-    start where torchvision's ResNet-18 starts: 1.2M parameters, a tenth of
-    ResNet-18. ``shortcut`` chooses what joins the blocks that change shape
+    The default widths 64/128/256 double whenever the feature map halves, as
+    in every ResNet, and start where torchvision's ResNet-18 starts: 1.2M
+    parameters, about a ninth of ResNet-18's 11.2M. ``shortcut`` chooses what joins the blocks that change shape
     (``"projection"`` or ``"zeropad"``; ``None`` for a plain network);
     blocks that keep their shape always use the identity, so
     ``shortcut="identity"`` raises a ValueError unless no block changes
