@@ -11,7 +11,10 @@ Two profiles exist:
 ``smoke``
     CPU, minutes, generated data. What CI and ``pytest --nbval`` run.
 ``full``
-    The articles' settings on the real data, meant for a GPU.
+    The real data, at each chapter's full settings: what the book's pages
+    show. They follow the articles where a chapter reproduces one, and are
+    sized so that each notebook ran in at most 100 minutes on the 2-core CPU
+    the book was made on (a GPU is much faster).
 
 ``RESBOOK_PROFILE`` picks one; without it, ``full`` is chosen when an NVIDIA
 GPU is present and ``smoke`` otherwise.
@@ -36,7 +39,7 @@ from .errors import ResbookError, show_in_notebook
 
 PROFILES = {
     "smoke": "CPU, minutes, generated data",
-    "full": "the articles' settings on real data, for a GPU",
+    "full": "real data, the chapter's full settings",
 }
 
 #: What :func:`prepare_tensorflow` sets, unless the environment already says otherwise.
