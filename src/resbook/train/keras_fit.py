@@ -364,20 +364,23 @@ def fit(model: keras.Model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.
 def train_from_scratch(depth: str | Sequence[int], train: tuple[np.ndarray, np.ndarray],
                        val: tuple[np.ndarray, np.ndarray] | None, classes: int, epochs: int, batch_size: int,
                        learning_rate: float, augment: layers.Layer | None = None,
-                       warmup_epochs: float = 0.2) -> tuple[keras.Model, dict[str, list[float]]]:
+                       warmup_epochs: float = 0.2, callbacks: Sequence[keras.callbacks.Callback] = (),
+                       ) -> tuple[keras.Model, dict[str, list[float]]]:
     """The from-scratch recipe of chapters 4 and 5; returns the trained model and :func:`fit`'s history.
 
     A fresh ResNet (``build_resnet(depth, ..., zero_init_residual=True)``: each
     residual branch starts at zero) behind :func:`with_input_pipeline` (uint8
     images scaled to [0, 1], then ``augment``), trained with Adam whose rate
     warms up over ``warmup_epochs`` and then follows a cosine to 0
-    (:func:`warmup_cosine`). Seed first (``settings.seed_everything``) for a
-    repeatable run.
+    (:func:`warmup_cosine`). ``callbacks`` go to :func:`fit` (e.g. one that sets
+    ``self.model.stop_training`` to end the schedule early). Seed first
+    (``settings.seed_everything``) for a repeatable run.
     """
     net = build_resnet(depth, train[0].shape[1:], classes=classes, zero_init_residual=True)
     model = with_input_pipeline(net, augment)
     schedule = warmup_cosine(learning_rate, epochs, math.ceil(len(train[0]) / batch_size), warmup_epochs)
-    history = fit(model, train, val, epochs=epochs, batch_size=batch_size, optimizer=keras.optimizers.Adam(schedule))
+    history = fit(model, train, val, epochs=epochs, batch_size=batch_size, optimizer=keras.optimizers.Adam(schedule),
+                  callbacks=callbacks)
     return model, history
 
 
