@@ -160,7 +160,7 @@ HE2016 = "He, Zhang, Ren, Sun, *Deep Residual Learning for Image Recognition*, C
 HE2016_IDENTITY = "He, Zhang, Ren, Sun, *Identity Mappings in Deep Residual Networks*, ECCV 2016"
 SCRATCH_ARTICLE = "*CNN Architecture from Scratch — ResNet50 with Keras*, author not named, Medium"
 OXFORD_ARTICLE = "Jeremy, *Deep Learning 101 - Building ResNet for Flower Image Recognition*, his blog, Nov. 7, 2021"
-MNIST_ARTICLE = "mrgrhn, *ResNet with TensorFlow (Transfer Learning)*, The Startup (Medium), Jan. 21"
+MNIST_ARTICLE = "mrgrhn, *ResNet with TensorFlow (Transfer Learning)*, The Startup (Medium), Jan. 21, year not given"
 TORCH_ARTICLE = "Ankita Sinha, *ResNet for Image Classification.*, Analytics Vidhya (Medium)"
 IMAGENET = "needs the ImageNet weights download, which the machines this book is made on cannot reach"
 
@@ -190,7 +190,7 @@ CLAIMS = (
     Claim("03_training_it_well", "ResNet-50 from scratch at an equal short budget: the article's recipe / all five "
           "changes, validation accuracy", ("row1-baseline", "row5-smoothing-ema"), "final_val_accuracy"),
     Claim("04_transfer_learning", "ImageNet ResNet-50 frozen + head, validation accuracy", ("imagenet-frozen",),
-          "val_accuracy", "88.37% (10 classes of Oxford 102)", OXFORD_ARTICLE, needs=IMAGENET),
+          "val_accuracy", "0.8837 after 20 epochs (10 classes of Oxford 102)", OXFORD_ARTICLE, needs=IMAGENET),
     Claim("04_transfer_learning", "ImageNet ResNet-50 with its top stage fine-tuned", ("imagenet-fine-tuned",),
           "val_accuracy", needs=IMAGENET),
     Claim("04_transfer_learning", "random ResNet-50 frozen / top stage fine-tuned",
