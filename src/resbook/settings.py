@@ -322,7 +322,7 @@ def describe_run(chapter: str, data: str, seed: int = 0, **settings: Any) -> Run
         data = display_path(data)
     run = Run(chapter=chapter, profile=profile(), data=data, device=device_description(),
               versions=versions(), seed=seed, settings=settings)
-    hint = ("set RESBOOK_PROFILE=full for the articles' settings" if run.profile == "smoke"
+    hint = ("set RESBOOK_PROFILE=full for the real data" if run.profile == "smoke"
             else "set RESBOOK_PROFILE=smoke for a quick CPU run")
     lines = [
         f"chapter   {chapter}",
