@@ -27,8 +27,8 @@ def test_the_from_scratch_recipe_learns_padded_generated_digits():
     (x, y), (xv, yv) = make_digits(300, seed=0), make_digits(100, seed=1)
     x, xv = pad_to_rgb32(x), pad_to_rgb32(xv)
     augment = RandomAffine(flip=False, rotation=10, shift=0.1, seed=0)
-    epochs_seen = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(epoch))
     seen = []
+    epochs_seen = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(epoch))
     model, hist = train_from_scratch(SMALL, (x, y), (xv, yv), classes=10, epochs=5, batch_size=50, learning_rate=1e-3,
                                      augment=augment, callbacks=[epochs_seen])
     assert seen == [0, 1, 2, 3, 4]  # the caller's callbacks run (chapter 4's exercise 6 stops the schedule early)

@@ -132,9 +132,9 @@ def build_resnet(depth: str | Sequence[int] = "resnet50", input_shape: tuple[int
     ``zero_init_residual`` (torchvision's argument of the same name) starts the
     last BatchNorm of every residual branch with scale 0, so each block begins
     as its shortcut (the identity, or the first block's projection) and a deep
-    network trains like a shallow one at first
-    (Goyal et al. 2017). It changes only the starting weights, not the
-    architecture; ``keras.applications`` starts every scale at 1 (the default).
+    network trains like a shallow one at first (Goyal et al. 2017). It changes
+    only the starting weights, not the architecture; ``keras.applications``
+    starts every scale at 1 (the default).
     """
     blocks = stages_of(depth)
     name = name or (depth if isinstance(depth, str) else "resnet")

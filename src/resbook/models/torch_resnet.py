@@ -189,10 +189,10 @@ def init_weights(model: nn.Module, zero_init_residual: bool = False) -> nn.Modul
 
     ``zero_init_residual`` starts each residual block's residual branch at
     zero, so every block begins as its shortcut (the identity where the shape
-    stays): :class:`BasicBlock` zeroes
-    its last BatchNorm's weight (Goyal et al. 2017), :class:`PreActBasicBlock`,
-    which has no BatchNorm after its last convolution, that convolution's
-    weight (as Fixup, Zhang et al. 2019, does). Plain blocks are left alone.
+    stays): :class:`BasicBlock` zeroes its last BatchNorm's weight (Goyal et
+    al. 2017), :class:`PreActBasicBlock`, which has no BatchNorm after its last
+    convolution, that convolution's weight (as Fixup, Zhang et al. 2019, does).
+    Plain blocks are left alone.
     """
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
@@ -298,13 +298,13 @@ def mnist_resnet(shortcut: Shortcut = "projection", widths: Sequence[int] = (64,
                  zero_init_residual: bool = False) -> ResNet:
     """The article's MNIST ResNet: 7x7 stem + max-pool, three basic blocks, linear head.
 
-    The default widths 64/128/256 double whenever the feature map halves, as
-    in every ResNet, and start where torchvision's ResNet-18 starts: 1.2M
-    parameters, about a ninth of ResNet-18's 11.2M. ``shortcut`` chooses what joins the blocks that change shape
-    (``"projection"`` or ``"zeropad"``; ``None`` for a plain network);
-    blocks that keep their shape always use the identity, so
-    ``shortcut="identity"`` raises a ValueError unless no block changes
-    shape. ``widths=(64, 128, 256, 512), blocks=2`` builds ResNet-18.
+    The default widths 64/128/256 double whenever the feature map halves, as in
+    every ResNet, and start where torchvision's ResNet-18 starts: 1.2M
+    parameters, about a ninth of ResNet-18's 11.2M. ``shortcut`` chooses what
+    joins the blocks that change shape (``"projection"`` or ``"zeropad"``;
+    ``None`` for a plain network); blocks that keep their shape always use the
+    identity, so ``shortcut="identity"`` raises a ValueError unless no block
+    changes shape. ``widths=(64, 128, 256, 512), blocks=2`` builds ResNet-18.
     """
     return ResNet(BasicBlock, [blocks] * len(widths), widths, stem="imagenet", shortcut=shortcut,
                   in_channels=in_channels, num_classes=num_classes, zero_init_residual=zero_init_residual)
