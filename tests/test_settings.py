@@ -69,6 +69,16 @@ def test_settings_imports_no_framework():
     assert out.strip().splitlines()[-1] == "[]"
 
 
+def test_versions_name_keras_backend_only_once_keras_is_imported():
+    # A PyTorch chapter that runs Keras in other processes must not print a backend it never used.
+    code = ("import resbook.settings as s; print(s.format_versions(s.versions())); "
+            "import os; os.environ['KERAS_BACKEND'] = 'jax'; import keras; print(s.format_versions(s.versions()))")
+    before, after = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                   check=True).stdout.strip().splitlines()[-2:]
+    assert "Keras " in before and "backend" not in before
+    assert "(jax backend)" in after
+
+
 def test_cli_info_and_bad_profile(monkeypatch):
     ok = subprocess.run([sys.executable, "-m", "resbook.cli", "info"], capture_output=True, text=True)
     assert ok.returncode == 0 and "profile" in ok.stdout and "versions" in ok.stdout

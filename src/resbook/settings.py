@@ -187,22 +187,28 @@ def _version(dist: str) -> str | None:
 
 
 def versions() -> dict[str, str]:
-    """Versions of Python and of the frameworks that are installed (none is imported)."""
+    """Versions of Python and of the frameworks that are installed (none is imported).
+
+    Keras' backend is added only when this process has imported Keras: a
+    PyTorch chapter that runs Keras in other processes (chapter 7's JAX runs)
+    records their backend with those runs instead of claiming one here.
+    """
     found = {"python": platform.python_version()}
     for dist in ("numpy", "keras", "tensorflow", "jax", "torch", "torchvision"):
         v = _version(dist)
         if v:
             found[dist] = v
-    if "keras" in found:
-        found["keras_backend"] = keras_backend()
+    backend = keras_backend()
+    if "keras" in found and backend:
+        found["keras_backend"] = backend
     return found
 
 
-def keras_backend() -> str:
-    """The backend Keras uses (or will use when imported)."""
+def keras_backend() -> str | None:
+    """The backend of the Keras this process imported, or None when it has not imported Keras."""
     if "keras" in sys.modules:
         return sys.modules["keras"].backend.backend()
-    return os.environ.get("KERAS_BACKEND", "tensorflow")
+    return None
 
 
 def cache_dir() -> Path:
@@ -300,7 +306,8 @@ def format_versions(found: dict[str, str]) -> str:
     names = {"numpy": "NumPy", "tensorflow": "TensorFlow", "jax": "JAX",
              "torch": "torch", "torchvision": "torchvision"}
     if "keras" in found:
-        parts.append(f"Keras {found['keras']} ({found['keras_backend']} backend)")
+        backend = f" ({found['keras_backend']} backend)" if "keras_backend" in found else ""
+        parts.append(f"Keras {found['keras']}{backend}")
     parts += [f"{names[k]} {found[k]}" for k in names if k in found]
     return " · ".join(parts)
 

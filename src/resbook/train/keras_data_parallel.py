@@ -32,6 +32,8 @@ from ..errors import ResbookError
 from ..files import atomic_write
 from ..processes import check_launch_settings, run_with_deadline
 
+BACKEND = "jax"  # the Keras backend every run of this module uses (its processes are started with it)
+
 DEFAULTS: dict[str, Any] = dict(
     epochs=2, batch_size=128, lr=0.05, momentum=0.9, blocks=[1, 1, 1, 1], seed=0, frozen_batchnorm=False,
     precision="float32", snapshot_steps=(),
@@ -71,7 +73,7 @@ def launch(settings: dict[str, Any], out: str | os.PathLike, devices: int = 2, *
     run = {**DEFAULTS, **settings, "devices": devices, "out": str(out.absolute())}
     config = out / "settings.json"
     config.write_text(json.dumps(run, indent=1))
-    env = {**os.environ, "KERAS_BACKEND": "jax", "TQDM_DISABLE": "1",
+    env = {**os.environ, "KERAS_BACKEND": BACKEND, "TQDM_DISABLE": "1",
            "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()}
     done = run_with_deadline([sys.executable, "-m", __name__, str(config)], timeout_s, env, verbose)
     if (out / "error.txt").exists():
@@ -122,9 +124,9 @@ def _train(run: dict[str, Any], out: Path) -> dict[str, Any]:
     from ..models.keras_resnet import build_resnet
     from .keras_fit import configure_precision, fit
 
-    if keras.backend.backend() != "jax":
-        raise ResbookError(f"Keras' backend here is {keras.backend.backend()}, not jax: run with KERAS_BACKEND=jax "
-                           "(launch() sets it).")
+    if keras.backend.backend() != BACKEND:
+        raise ResbookError(f"Keras' backend here is {keras.backend.backend()}, not {BACKEND}: run with "
+                           f"KERAS_BACKEND={BACKEND} (launch() sets it).")
     devices = jax.devices()
     if len(devices) < run["devices"]:
         raise ResbookError(f"{run['devices']} devices were asked for and JAX sees {len(devices)} "
